@@ -1,0 +1,251 @@
+"""Line-aware YAML loading shared by `aios.yaml` and playbooks.
+
+Why not `yaml.safe_load`: it silently keeps the last of two duplicate keys, turns a bare `on` key into
+`True` (YAML 1.1 booleans), loses every position, and expands aliases without bound. Here the libyaml
+event parser (fast, iterative) feeds PyYAML's composer; we then build plain Python values ourselves,
+recording the file/line/column of every value and every mapping key by JSON pointer, so schema and
+semantic errors can name `file:line:col`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.composer import Composer
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import BaseResolver
+
+try:  # libyaml is in every PyYAML wheel; the pure-Python parser is the fallback
+    from yaml._yaml import CParser as _Parser
+except ImportError:  # pragma: no cover - only without libyaml
+    from yaml.parser import Parser as _Parser  # type: ignore[assignment]
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+MAX_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Loc:
+    """A 1-based position in a source file."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class YamlError(Exception):
+    """A file that cannot be loaded; `loc` says where."""
+
+    def __init__(self, loc: Loc, message: str) -> None:
+        super().__init__(f"{loc}: error: {message}")
+        self.loc = loc
+        self.message = message
+
+
+@dataclass(slots=True)
+class Document:
+    """A loaded YAML document: the value plus positions by JSON pointer ('' is the root)."""
+
+    value: Any
+    file: str
+    locs: dict[str, Loc] = field(default_factory=dict)
+    key_locs: dict[str, Loc] = field(default_factory=dict)
+
+    def loc(self, pointer: str) -> Loc:
+        """Position of the value at `pointer`, or of its nearest ancestor that has one."""
+        while True:
+            if pointer in self.locs:
+                return self.locs[pointer]
+            if not pointer:
+                return Loc(self.file, 1, 1)
+            pointer = pointer.rsplit("/", 1)[0]
+
+    def key_loc(self, pointer: str) -> Loc:
+        """Position of the mapping key that holds `pointer` (falls back to the value's position)."""
+        return self.key_locs.get(pointer) or self.loc(pointer)
+
+
+def pointer_join(base: str, token: str | int) -> str:
+    """RFC 6901 pointer of `token` under `base`."""
+    text = str(token).replace("~", "~0").replace("/", "~1")
+    return f"{base}/{text}"
+
+
+class _Resolver(BaseResolver):
+    """YAML 1.2 core schema: only true/false are booleans, so `on`, `yes`, `off` stay strings."""
+
+
+_Resolver.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Resolver.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Resolver.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+_Resolver.add_implicit_resolver(
+    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+)
+
+
+class _Composer(Composer):
+    """PyYAML's composer with a nesting bound, so deep input fails cleanly instead of recursing."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _DepthError(mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _DepthError(Exception):
+    def __init__(self, mark: Any) -> None:
+        self.mark = mark
+
+
+if _Parser.__module__.endswith("_yaml"):
+    class _Loader(_Composer, _Parser, _Resolver):  # type: ignore[misc, valid-type]
+        def __init__(self, text: str) -> None:
+            _Parser.__init__(self, text)
+            _Composer.__init__(self)
+            _Resolver.__init__(self)
+else:  # pragma: no cover
+    class _Loader(Reader, Scanner, _Parser, _Composer, _Resolver):  # type: ignore[misc, no-redef]
+        def __init__(self, text: str) -> None:
+            Reader.__init__(self, text)
+            Scanner.__init__(self)
+            _Parser.__init__(self)
+            _Composer.__init__(self)
+            _Resolver.__init__(self)
+
+
+def _loc(file: str, mark: Any) -> Loc:
+    return Loc(file, mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Turns a node graph into plain values, counting nodes so aliases cannot blow up."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.count = 0
+        self.active: set[int] = set()
+
+    def build(self, node: Node, pointer: str) -> Any:
+        self.count += 1
+        loc = _loc(self.doc.file, node.start_mark)
+        if self.count > MAX_NODES:
+            raise YamlError(loc, f"document expands to more than {MAX_NODES} values (alias bomb?)")
+        self.doc.locs.setdefault(pointer, loc)
+        if isinstance(node, ScalarNode):
+            return self._scalar(node, loc)
+        if id(node) in self.active:
+            raise YamlError(loc, "recursive alias")
+        self.active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                return [self.build(item, pointer_join(pointer, i)) for i, item in enumerate(node.value)]
+            if isinstance(node, MappingNode):
+                return self._mapping(node, pointer)
+        finally:
+            self.active.discard(id(node))
+        raise YamlError(loc, f"unsupported node {node.tag}")  # pragma: no cover
+
+    def _mapping(self, node: MappingNode, pointer: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        first_seen: dict[str, Loc] = {}
+        for key_node, value_node in node.value:
+            key_loc = _loc(self.doc.file, key_node.start_mark)
+            if not isinstance(key_node, ScalarNode):
+                raise YamlError(key_loc, "mapping keys must be plain scalars")
+            key = key_node.value  # keys stay strings: `on`, `1`, `true` are all names
+            if key == "<<" and not key_node.style:
+                raise YamlError(key_loc, "merge keys (<<) are not supported; write the keys out")
+            if key in first_seen:
+                raise YamlError(key_loc, f"duplicate key '{key}' (first defined at {first_seen[key]})")
+            first_seen[key] = key_loc
+            child = pointer_join(pointer, key)
+            self.doc.key_locs[child] = key_loc
+            out[key] = self.build(value_node, child)
+        return out
+
+    @staticmethod
+    def _scalar(node: ScalarNode, loc: Loc) -> Any:
+        tag, value = node.tag, node.value
+        try:
+            if tag == "tag:yaml.org,2002:str":
+                return value
+            if tag == "tag:yaml.org,2002:null":
+                return None
+            if tag == "tag:yaml.org,2002:bool":
+                return value.lower() == "true"
+            if tag == "tag:yaml.org,2002:int":
+                return int(value, 0) if value[:2].lower() in ("0x", "0o") else int(value)
+            if tag == "tag:yaml.org,2002:float":
+                return float(value.replace("Inf", "inf").replace("INF", "inf"))
+        except ValueError:
+            raise YamlError(loc, f"invalid {tag.rsplit(':', 1)[-1]} value {value!r}") from None
+        raise YamlError(loc, f"unsupported tag {tag}")
+
+
+def load_text(text: str, file: str = "<string>") -> Document:
+    """Load one YAML document from text. Raises YamlError with a position for any bad input."""
+    if len(text) > MAX_BYTES:
+        raise YamlError(Loc(file, 1, 1), f"file is larger than {MAX_BYTES} bytes")
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except _DepthError as exc:
+        raise YamlError(_loc(file, exc.mark), f"nesting deeper than {MAX_DEPTH} levels") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = _loc(file, mark) if mark else Loc(file, 1, 1)
+        message = "; ".join(part for part in (exc.context, exc.problem) if part)
+        raise YamlError(where, message or "invalid YAML") from None
+    except yaml.YAMLError as exc:  # reader errors: control characters and the like
+        raise YamlError(Loc(file, 1, 1), str(exc).splitlines()[0]) from None
+    finally:
+        loader.dispose()
+    doc = Document(value=None, file=file)
+    if node is not None:
+        doc.value = _Builder(doc).build(node, "")
+    return doc
+
+
+def load_file(path: str | Path) -> Document:
+    """Load a YAML file; unreadable, oversized or non-UTF-8 files raise YamlError at 1:1."""
+    path = Path(path)
+    name = str(path)
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise YamlError(Loc(name, 1, 1), f"file is larger than {MAX_BYTES} bytes")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise YamlError(Loc(name, 1, 1), f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise YamlError(Loc(name, line, col), "file is not valid UTF-8") from None
+    return load_text(text, name)
