@@ -48,7 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # Positional items after options (`emit T --agent a n=3`) land in `extra`; commands that take
+    # a free list of items declare it with `set_defaults(trailing="<attribute>")`.
+    trailing = getattr(args, "trailing", None)
+    if extra and trailing and not any(item.startswith("-") for item in extra):
+        getattr(args, trailing).extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -1,0 +1,84 @@
+"""In-process publish/subscribe by event-type glob, with bounded queues.
+
+Every subscriber has its own bounded queue, so memory never grows without limit. What happens when a
+queue is full is the subscriber's choice: `block` (the default) makes `publish` wait, which pushes back
+on intake; `drop_oldest` suits observers such as dashboards, which would rather lose an old event
+than slow the engine (drops are counted). Events reach the bus only after they are stored.
+"""
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Policy = Literal["block", "drop_oldest"]
+
+
+@dataclass(slots=True)
+class Subscription:
+    """A subscriber's queue; iterate with `await sub.get()` or `async for event in sub`."""
+
+    name: str
+    patterns: tuple[str, ...]
+    queue: asyncio.Queue[dict[str, Any]]
+    policy: Policy
+    _match: re.Pattern[str]
+    dropped: int = 0
+    closed: bool = False
+
+    def matches(self, event_type: str) -> bool:
+        return self._match.match(event_type) is not None
+
+    async def get(self) -> dict[str, Any]:
+        return await self.queue.get()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        return await self.queue.get()
+
+
+class Bus:
+    """Fan-out of stored events to subscribers whose type globs match."""
+
+    def __init__(self) -> None:
+        self._subs: list[Subscription] = []
+        self.published = 0
+
+    def subscribe(self, name: str, patterns: str | tuple[str, ...] = "*", maxsize: int = 10_000,
+                  policy: Policy = "block") -> Subscription:
+        """Register a subscriber for the types matching any of `patterns` (shell globs)."""
+        if maxsize < 1:
+            raise ValueError("a subscription needs a bounded queue (maxsize >= 1)")
+        globs = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+        regex = re.compile("|".join(fnmatch.translate(g) for g in globs))
+        sub = Subscription(name, globs, asyncio.Queue(maxsize), policy, regex)
+        self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.closed = True
+        if sub in self._subs:
+            self._subs.remove(sub)
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        """Deliver to every matching subscriber; waits while a `block` subscriber's queue is full."""
+        self.published += 1
+        event_type = event["type"]
+        for sub in self._subs:
+            if not sub.matches(event_type):
+                continue
+            if sub.policy == "drop_oldest":
+                if sub.queue.full():
+                    sub.queue.get_nowait()
+                    sub.dropped += 1
+                sub.queue.put_nowait(event)
+            else:
+                await sub.queue.put(event)
+
+    def depth(self) -> dict[str, int]:
+        """Queue depth per subscriber, for health and metrics."""
+        return {sub.name: sub.queue.qsize() for sub in self._subs}

@@ -1,0 +1,46 @@
+"""Options and parsing shared by the commands that read or write the engine's state."""
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from engine.cli import UserError
+from engine.config import Config, ConfigError, load_config
+from engine.durations import parse_duration
+from engine.events import parse_ts
+
+
+def add_state_args(parser: argparse.ArgumentParser) -> None:
+    """`--config` and `--data`: which aios.yaml (default ./aios.yaml when present) and data directory."""
+    parser.add_argument("--config", metavar="FILE", help="aios.yaml (default: ./aios.yaml if it exists)")
+    parser.add_argument("--data", metavar="DIR", help="data directory (default: the config's data_dir, ./data)")
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    """The config the user named, ./aios.yaml when present, else the defaults."""
+    path = args.config or ("aios.yaml" if Path("aios.yaml").is_file() else None)
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise UserError(f"invalid configuration:\n{exc}") from None
+
+
+def data_dir_from(args: argparse.Namespace, config: Config) -> Path:
+    return Path(args.data) if args.data else config.data_dir
+
+
+def parse_when(text: str, now: datetime | None = None) -> datetime:
+    """An RFC 3339 time, a date (midnight UTC), or a duration meaning that long ago (`15m`, `2h`)."""
+    now = now or datetime.now(timezone.utc)
+    try:
+        return now - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        if len(text) == 10:
+            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        return parse_ts(text)
+    except ValueError:
+        raise UserError(f"invalid time {text!r}: use RFC 3339 (2026-02-24T00:00:00Z), a date, "
+                        "or a duration ago (15m, 2h, 7d)") from None

@@ -1,0 +1,218 @@
+"""The event envelope (contract §1): ids, timestamps, limits and validation on the intake hot path.
+
+Validation runs on every event, so the common case uses a compiled validator (fastjsonschema, about
+2 µs); only a failing event pays for jsonschema, which names the exact JSON pointer. Size and depth
+limits are checked first, so a hostile payload never reaches the schema validators.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+from engine.schemas import load_schema, schema_errors
+from engine.yaml_loader import pointer_join
+
+Clock = Callable[[], float]  # seconds since the epoch, like time.time
+
+MAX_DATA_BYTES = 64 * 1024
+MAX_DATA_DEPTH = 32
+MAX_EVENT_BYTES = MAX_DATA_BYTES + 16 * 1024  # whole serialized event: data plus envelope fields
+SEVERITIES = ("debug", "info", "warning", "error", "critical")
+RESERVED_PREFIXES = ("scheduler.", "reactor.", "score.", "playbook.")
+FIELD_ORDER = ("id", "ts", "type", "source", "agent", "host", "severity", "data", "chain")
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits → 2 characters
+
+
+class EventError(ValueError):
+    """A refused event: `pointer` is the JSON pointer of the offending value, `index` its place in a batch."""
+
+    def __init__(self, message: str, pointer: str = "", index: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.pointer = pointer
+        self.index = index
+
+    def at(self, index: int) -> EventError:
+        """The same error, placed at `index` of a batch."""
+        return EventError(self.message, self.pointer, index)
+
+    def __str__(self) -> str:
+        where = f"event {self.index}" if self.index is not None else "event"
+        return f"{where} {self.pointer or '/'}: {self.message}"
+
+
+class IdGenerator:
+    """ULIDs (48-bit ms time + 80 random bits, Crockford base32), strictly increasing within a process.
+
+    Within one millisecond, or if the clock steps back, the previous id's random part is incremented,
+    so ids sort in the order they were made.
+    """
+
+    def __init__(self, clock: Clock = time.time, randbits: Callable[[], int] | None = None) -> None:
+        self._clock = clock
+        # Uniqueness needs unpredictable seeds, not a cryptographic stream: seed a fast PRNG from urandom.
+        self._randbits = randbits or functools.partial(random.Random(os.urandom(16)).getrandbits, 80)
+        self._last = 0
+
+    def __call__(self) -> str:
+        value = (int(self._clock() * 1000) << 80) | self._randbits()
+        if value <= self._last:
+            value = self._last + 1
+        self._last = value
+        pairs = _PAIRS
+        return "".join([pairs[(value >> shift) & 1023] for shift in range(120, -1, -10)])
+
+
+@functools.lru_cache(maxsize=4)
+def _second_prefix(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def format_ts(epoch: float) -> str:
+    """Canonical stored form: UTC, microseconds, `Z` (sorts as text in time order)."""
+    micros = round(epoch * 1_000_000)
+    second, fraction = divmod(micros, 1_000_000)
+    return f"{_second_prefix(second)}.{fraction:06d}Z"
+
+
+def parse_ts(text: str) -> datetime:
+    """An RFC 3339 timestamp as an aware datetime; ValueError when it is not one."""
+    if not isinstance(text, str) or len(text) < 20 or text[10] not in "Tt ":
+        raise ValueError("not an RFC 3339 timestamp (e.g. 2026-02-24T00:07:00Z)")
+    parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp needs a timezone (Z or +hh:mm)")
+    return parsed
+
+
+def _depth_error(data: Any) -> str | None:
+    """Pointer of the first container nested deeper than MAX_DATA_DEPTH, level by level (no recursion)."""
+    level: list[tuple[str, Any]] = [("/data", data)]
+    depth = 1
+    while level:
+        if depth > MAX_DATA_DEPTH:
+            return level[0][0]
+        deeper = []
+        for pointer, value in level:
+            for key, child in value.items() if isinstance(value, dict) else enumerate(value):
+                if isinstance(child, (dict, list)):
+                    deeper.append((pointer_join(pointer, key), child))
+        level = deeper
+        depth += 1
+    return None
+
+
+class EventValidator:
+    """Completes and validates raw events into stored form.
+
+    `normalize` fills `id`, `ts`, `severity`, `host` and `source` when absent, checks limits, the
+    schema, the time window and reserved types, and returns a new dict; it raises EventError.
+    """
+
+    def __init__(
+        self,
+        clock: Clock = time.time,
+        host: str | None = None,
+        max_future_s: float = 300.0,
+        max_age_s: float = 30 * 86400.0,
+        ids: IdGenerator | None = None,
+    ) -> None:
+        self._clock = clock
+        self._host = host or socket.gethostname()
+        self._max_future_s = max_future_s
+        self._max_age_s = max_age_s
+        self.new_id = ids or IdGenerator(clock)
+        self._fast = fastjsonschema.compile(load_schema("event"))
+
+    def normalize(self, raw: Any, source: str = "api", external: bool = True) -> dict[str, Any]:
+        """The stored form of `raw`. `external` events may not use the engine's reserved types."""
+        if not isinstance(raw, dict):
+            raise EventError(f"an event must be a JSON object, not {type(raw).__name__}")
+        data = raw.get("data", {})
+        if isinstance(data, (dict, list)):
+            deep = _depth_error(data)
+            if deep is not None:
+                raise EventError(f"data is nested deeper than {MAX_DATA_DEPTH} levels", deep)
+            try:
+                size = len(orjson.dumps(data))
+            except (TypeError, orjson.JSONEncodeError) as exc:
+                raise EventError(f"data is not JSON-serializable: {exc}", "/data") from None
+            if size > MAX_DATA_BYTES:
+                raise EventError(f"data is {size} bytes serialized; the limit is {MAX_DATA_BYTES}", "/data")
+        now = self._clock()
+        event = dict(raw)
+        if "id" not in event:
+            event["id"] = self.new_id()
+        stamped = "ts" not in event
+        if stamped:
+            event["ts"] = format_ts(now)
+        event.setdefault("severity", "info")
+        event.setdefault("source", source)
+        event.setdefault("host", self._host)
+        event.setdefault("data", {})
+        try:
+            self._fast(event)
+        except fastjsonschema.JsonSchemaException:
+            errors = schema_errors("event", event)
+            first = errors[0] if errors else None
+            raise EventError(first.message if first else "invalid event", first.pointer if first else "") from None
+        if not stamped:
+            event["ts"] = self._checked_ts(event["ts"], now)
+        event = {key: event[key] for key in FIELD_ORDER if key in event}  # stored lines read alike
+        if external and event["type"].startswith(RESERVED_PREFIXES):
+            raise EventError(f"type {event['type']!r} is reserved for the engine", "/type")
+        return event
+
+    def _checked_ts(self, text: str, now: float) -> str:
+        """`text` in stored form, refused when outside [now - max_age, now + max_future]."""
+        try:
+            when = parse_ts(text).timestamp()
+        except ValueError as exc:
+            raise EventError(f"invalid ts {text!r}: {exc}", "/ts") from None
+        if when > now + self._max_future_s:
+            raise EventError(f"ts is more than {int(self._max_future_s)} s in the future", "/ts")
+        if when < now - self._max_age_s:
+            raise EventError(f"ts is older than the retention limit ({int(self._max_age_s // 86400)} days)", "/ts")
+        return format_ts(when)
+
+    def normalize_batch(self, raws: Iterable[Any], source: str = "api", external: bool = True) -> list[dict[str, Any]]:
+        """All events of a batch, or EventError (with `index`) for the first bad one: all or nothing."""
+        out = []
+        for index, raw in enumerate(raws):
+            try:
+                out.append(self.normalize(raw, source, external))
+            except EventError as exc:
+                raise exc.at(index) from None
+        return out
+
+
+def parse_json_body(body: bytes, ndjson: bool = False) -> list[Any]:
+    """Raw events from a request body: one object, an array, or NDJSON. EventError names the bad item."""
+    if ndjson:
+        items = []
+        for index, line in enumerate(body.splitlines()):
+            if not line.strip():
+                continue
+            if len(line) > MAX_EVENT_BYTES:
+                raise EventError(f"line is {len(line)} bytes; an event is at most {MAX_EVENT_BYTES}", "", index)
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise EventError(f"invalid JSON: {exc}", "", index) from None
+        return items
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise EventError(f"invalid JSON: {exc}") from None
+    return parsed if isinstance(parsed, list) else [parsed]

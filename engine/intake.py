@@ -1,0 +1,29 @@
+"""Intake, in the order contract §1 fixes: validate → durable append to the store → publish.
+
+A batch is all or nothing: one bad event refuses the batch before anything is written. Repeats of an
+id stored within the window are acknowledged with their id but neither written nor published again.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from engine.bus import Bus
+from engine.events import EventValidator
+from engine.store.writer import AppendResult, EventWriter
+
+
+class Intake:
+    def __init__(self, validator: EventValidator, writer: EventWriter, bus: Bus) -> None:
+        self.validator = validator
+        self.writer = writer
+        self.bus = bus
+
+    async def submit(self, raws: Iterable[Any], source: str = "api", external: bool = True) -> AppendResult:
+        """Store and publish a batch; raises EventError (nothing stored) or StoreWriteError."""
+        events = self.validator.normalize_batch(raws, source, external)
+        result = await self.writer.append_async(events)
+        for event, stored in zip(events, result.stored):
+            if stored:
+                await self.bus.publish(event)
+        return result

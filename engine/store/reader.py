@@ -1,0 +1,137 @@
+"""Streaming reads of the event store: raw days and archives, filtered, in bounded memory.
+
+Readers take no lock and never raise on what a live writer or a crash leaves behind: an incomplete
+last line is skipped, and so is a line that does not parse (counted in `ReadStats.skipped`).
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.events import format_ts
+from engine.store.layout import DAY_RE, Layout, iter_lines
+
+
+@dataclass(slots=True)
+class ReadStats:
+    events: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """since/until (inclusive/exclusive, aware datetimes), type globs, agent: the `events` filters."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    types: tuple[str, ...] = ()
+    agent: str | None = None
+
+    def compile(self) -> Callable[[dict[str, Any]], bool]:
+        since = format_ts(self.since.timestamp()) if self.since else None
+        until = format_ts(self.until.timestamp()) if self.until else None
+        type_re = re.compile("|".join(fnmatch.translate(t) for t in self.types)) if self.types else None
+        agent = self.agent
+
+        def accept(event: dict[str, Any]) -> bool:
+            ts = event.get("ts", "")
+            if since is not None and ts < since:
+                return False
+            if until is not None and ts >= until:
+                return False
+            if type_re is not None and not type_re.match(str(event.get("type", ""))):
+                return False
+            return agent is None or event.get("agent") == agent
+
+        return accept
+
+    def day_range(self) -> tuple[str, str]:
+        """The days that can hold matching events ('' and '~' bound nothing)."""
+        first = format_ts(self.since.timestamp())[:10] if self.since else ""
+        last = format_ts(self.until.timestamp())[:10] if self.until else "~"
+        return first, last
+
+
+def parse_lines(lines: Iterable[bytes], stats: ReadStats) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            stats.skipped += 1
+            continue
+        if isinstance(event, dict):
+            stats.events += 1
+            yield event
+        else:
+            stats.skipped += 1
+
+
+def read_events(events_dir: str | Path, since: datetime | None = None, until: datetime | None = None,
+                types: Iterable[str] | None = None, agent: str | None = None,
+                stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
+    """Matching events of every stored day (raw or archived), day by day, in file order within a day."""
+    selector = EventFilter(since, until, tuple(types or ()), agent)
+    accept = selector.compile()
+    first, last = selector.day_range()
+    layout = Layout(Path(events_dir))
+    stats = stats if stats is not None else ReadStats()
+    for day in layout.days():
+        if not first <= day <= last:
+            continue
+        source = layout.source(day)
+        if source is not None:
+            yield from filter(accept, parse_lines(iter_lines(source), stats))
+
+
+def read_ndjson(path: str | Path, stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
+    """Events of an NDJSON file (or gzip of one), skipping lines that are not JSON objects."""
+    return parse_lines(iter_lines(Path(path)), stats if stats is not None else ReadStats())
+
+
+def follow(events_dir: str | Path, selector: EventFilter, stop: Callable[[], bool] = lambda: False,
+           poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> Iterator[dict[str, Any]]:
+    """Like `tail -f` over the store: what is there, then new events as the writer appends them.
+
+    Follows raw day files by byte offset, including days that appear later; archives are read once.
+    """
+    layout = Layout(Path(events_dir))
+    accept = selector.compile()
+    stats = ReadStats()
+    yield from read_events(events_dir, selector.since, selector.until, selector.types, selector.agent, stats)
+    offsets = {p: p.stat().st_size for p in _raw_files(layout)}
+    while not stop():
+        grew = False
+        for path in _raw_files(layout):
+            offset = offsets.get(path, 0)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            if size <= offset:
+                continue
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                fresh = handle.read(size - offset)
+            complete = fresh[: fresh.rfind(b"\n") + 1]  # an unfinished last line waits for the next poll
+            offsets[path] = offset + len(complete)
+            grew = grew or bool(complete)
+            yield from filter(accept, parse_lines(filter(None, complete.split(b"\n")), stats))
+        if not grew:
+            sleep(poll_s)
+
+
+def _raw_files(layout: Layout) -> list[Path]:
+    folder = layout.events_dir
+    if not folder.is_dir():
+        return []
+    return sorted(folder / name for name in os.listdir(folder)
+                  if (m := DAY_RE.match(name)) and not m.group(2))

@@ -1,0 +1,156 @@
+"""Retention (contract §6): ages 0..raw_days-1 raw, then gzip archives, deleted at delete_days.
+
+A day's age is counted in whole UTC days before `now`'s day. Every step writes a temporary file,
+fsyncs it, renames it into place, and only then deletes the source, so a compaction stopped at any
+point leaves the store readable and completes when run again (it is idempotent). A day's summary is
+written before the day is archived and rewritten before it is deleted, so late events are counted.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import ContextManager
+
+import orjson
+
+from engine.store.layout import Layout, atomic_write, fsync_dir, iter_lines
+
+Swap = Callable[[Sequence[Path]], ContextManager[None]]
+_COPY_CHUNK = 1 << 20
+
+
+@dataclass(slots=True)
+class CompactReport:
+    archived: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    summarized: list[str] = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"archived": self.archived, "deleted": self.deleted,
+                "summarized": self.summarized, "cleaned": self.cleaned}
+
+
+@contextlib.contextmanager
+def _no_swap_lock(paths: Sequence[Path]) -> Iterator[None]:
+    yield
+
+
+def age_days(day: str, now: datetime) -> int:
+    """Whole UTC days between `day` and `now`'s UTC day."""
+    today = now.astimezone(timezone.utc).date()
+    return (today - date.fromisoformat(day)).days
+
+
+def summarize(day: str, path: Path) -> dict[str, object]:
+    """The §6 summary of one day file: counts by type, agent, severity, and the first/last ts."""
+    by_type: Counter[str] = Counter()
+    by_agent: Counter[str] = Counter()
+    by_severity: Counter[str] = Counter()
+    first = last = None
+    count = 0
+    for line in iter_lines(path):
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        count += 1
+        by_type[str(event.get("type"))] += 1
+        by_severity[str(event.get("severity", "info"))] += 1
+        if event.get("agent") is not None:
+            by_agent[str(event["agent"])] += 1
+        ts = event.get("ts")
+        if isinstance(ts, str):
+            first = ts if first is None or ts < first else first
+            last = ts if last is None or ts > last else last
+    return {"day": day, "count": count, "by_type": dict(sorted(by_type.items())),
+            "by_agent": dict(sorted(by_agent.items())), "by_severity": dict(sorted(by_severity.items())),
+            "first_ts": first, "last_ts": last}
+
+
+def _write_summary(layout: Layout, day: str, source: Path) -> None:
+    atomic_write(layout.summary(day), orjson.dumps(summarize(day, source), option=orjson.OPT_INDENT_2))
+
+
+def _gzip_to_tmp(raw: Path, tmp: Path) -> int:
+    """Compress the complete lines of `raw` into `tmp` (fsynced); returns the raw size it covered."""
+    covered = 0
+    with open(tmp, "wb") as out:
+        with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as zipped:
+            for line in iter_lines(raw):
+                zipped.write(line + b"\n")
+                covered += len(line) + 1
+        out.flush()
+        os.fsync(out.fileno())
+    return covered
+
+
+def compact(layout: Layout, now: datetime, raw_days: int = 7, delete_days: int = 30,
+            swap: Swap = _no_swap_lock) -> CompactReport:
+    """Apply retention to every day in the store as of `now`.
+
+    `swap(paths)` is held while a day's files are replaced; the live writer passes one that pauses its
+    commits and drops its handles on those paths, so appends may go on during the compression itself.
+    """
+    report = CompactReport()
+    for folder in (layout.archive_dir, layout.summaries_dir):
+        if folder.is_dir():
+            for name in os.listdir(folder):
+                if name.endswith(".tmp"):  # left by an interrupted run; never a complete file
+                    (folder / name).unlink(missing_ok=True)
+                    report.cleaned.append(str(folder / name))
+    for day in layout.days():
+        age = age_days(day, now)
+        raw, archive = layout.raw(day), layout.archive(day)
+        if age >= delete_days:
+            source = layout.source(day)
+            if source is not None:
+                _write_summary(layout, day, source)
+                report.summarized.append(day)
+            with swap([raw, archive]):
+                raw.unlink(missing_ok=True)
+                archive.unlink(missing_ok=True)
+            fsync_dir(layout.events_dir)
+            fsync_dir(layout.archive_dir)
+            report.deleted.append(day)
+        elif age >= raw_days and raw.exists():
+            layout.archive_dir.mkdir(parents=True, exist_ok=True)
+            if archive.exists():  # stopped after the rename: the archive already holds the raw lines
+                with swap([raw, archive]):
+                    raw.unlink()
+                fsync_dir(layout.events_dir)
+                report.archived.append(day)
+                continue
+            _archive_day(layout, day, swap)
+            report.summarized.append(day)
+            report.archived.append(day)
+    return report
+
+
+def _archive_day(layout: Layout, day: str, swap: Swap) -> None:
+    raw, archive = layout.raw(day), layout.archive(day)
+    tmp = archive.with_name(archive.name + ".tmp")
+    _write_summary(layout, day, raw)
+    for _ in range(3):  # a late event may land meanwhile: compress again so none is left behind
+        covered = _gzip_to_tmp(raw, tmp)
+        with swap([raw, archive]):
+            if raw.stat().st_size == covered:
+                os.replace(tmp, archive)
+                fsync_dir(layout.archive_dir)
+                raw.unlink()
+                fsync_dir(layout.events_dir)
+                return
+    with swap([raw, archive]):  # still busy: finish with appends paused
+        _gzip_to_tmp(raw, tmp)
+        os.replace(tmp, archive)
+        fsync_dir(layout.archive_dir)
+        raw.unlink()
+        fsync_dir(layout.events_dir)

@@ -1,0 +1,364 @@
+"""The single writer of the event store: group commit, crash repair, dedup, late events.
+
+Every append goes through one thread. It takes all the requests waiting (up to `max_batch_events`),
+writes each day's lines with one `write`, fsyncs each file once, records the ids, and only then
+completes the requests: many concurrent appends share one fsync, and an append returns only when its
+events are durable. A failed write (disk full, I/O error) truncates every file back to where the
+commit started, so a refused batch leaves nothing half-written, and the next commit simply tries again.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import gzip
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.store.dedup import DedupIndex
+from engine.store.layout import Layout, atomic_write, fsync_dir, iter_lines
+from engine.store.lock import DataLock
+from engine.store.retention import CompactReport, compact
+
+_MAX_OPEN_FILES = 8
+_EXPIRE_EVERY_S = 60.0
+
+
+class StoreWriteError(OSError):
+    """The store could not make a batch durable; nothing of it was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Per input event, in order: its id and whether it was written (False: a repeat in the window)."""
+
+    ids: list[str]
+    stored: list[bool]
+
+
+@dataclass(slots=True)
+class WriterStats:
+    commits: int = 0
+    events_written: int = 0
+    duplicates: int = 0
+    failed_commits: int = 0
+    last_fsync_s: float = 0.0
+    last_error: str | None = None
+    repaired: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Request:
+    events: Sequence[dict[str, Any]]
+    future: concurrent.futures.Future[AppendResult]
+
+
+_STOP = object()
+
+
+class EventWriter:
+    """Owns `data/events/` for writing (holding the data-dir lock) until `close()`."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        dedup_window_s: float = 86400.0,
+        max_batch_events: int = 10_000,
+        raw_days: int = 7,
+        delete_days: int = 30,
+        lock: DataLock | None = None,
+        on_commit: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.layout = Layout.under(self.data_dir)
+        self.stats = WriterStats()
+        self._clock = clock
+        self._dedup_window_s = dedup_window_s
+        self._max_batch = max_batch_events
+        self._raw_days = raw_days
+        self._delete_days = delete_days
+        self._lock = lock or DataLock(self.data_dir)
+        self._owns_lock = lock is None
+        self._on_commit = on_commit
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._files: OrderedDict[Path, int] = OrderedDict()
+        self._checked_archives: set[Path] = set()
+        self._switch = threading.Lock()  # held while files are written, and by compaction to swap them
+        self._thread: threading.Thread | None = None
+        self._dedup: DedupIndex | None = None
+        self._last_expire = 0.0
+
+    # -- life cycle -------------------------------------------------------------------------------
+    def open(self) -> EventWriter:
+        """Lock the data dir, repair torn tails, bring the dedup index up to date, start committing."""
+        if self._owns_lock:
+            self._lock.acquire()
+        try:
+            for folder in (self.layout.events_dir, self.layout.archive_dir, self.layout.summaries_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+            self.stats.repaired = self._repair_torn_tails()
+            self._dedup = DedupIndex(self.data_dir / "state" / "dedup.sqlite3", self._dedup_window_s)
+            now = self._clock()
+            self._dedup.expire(now)
+            self._dedup.catch_up(self.layout, now)
+        except BaseException:
+            if self._owns_lock:
+                self._lock.release()
+            raise
+        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Finish what was submitted, then release files and the lock."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+        for fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
+        if self._dedup is not None:
+            self._dedup.close()
+            self._dedup = None
+        if self._owns_lock:
+            self._lock.release()
+
+    def __enter__(self) -> EventWriter:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- appending --------------------------------------------------------------------------------
+    def submit(self, events: Sequence[dict[str, Any]]) -> concurrent.futures.Future[AppendResult]:
+        """Queue normalized events; the future completes once they are durable (or raises StoreWriteError)."""
+        if self._thread is None:
+            raise RuntimeError("the event writer is not open")
+        future: concurrent.futures.Future[AppendResult] = concurrent.futures.Future()
+        self._queue.put(_Request(events, future))
+        return future
+
+    def append(self, events: Sequence[dict[str, Any]]) -> AppendResult:
+        """Store events durably; returns once they are on disk."""
+        return self.submit(events).result()
+
+    async def append_async(self, events: Sequence[dict[str, Any]]) -> AppendResult:
+        return await asyncio.wrap_future(self.submit(events))
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch, count, stop = [first], len(first.events), False
+            while count < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                    break
+                batch.append(more)
+                count += len(more.events)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Request]) -> None:
+        assert self._dedup is not None
+        try:
+            all_ids = [e["id"] for r in batch for e in r.events]
+            known = self._dedup.seen(all_ids)
+            fresh: set[str] = set()
+            by_day: dict[str, list[bytes]] = {}
+            results = []
+            for request in batch:
+                stored = []
+                for event in request.events:
+                    event_id = event["id"]
+                    new = event_id not in known and event_id not in fresh
+                    if new:
+                        fresh.add(event_id)
+                        by_day.setdefault(event["ts"][:10], []).append(orjson.dumps(event))
+                    stored.append(new)
+                results.append(AppendResult([e["id"] for e in request.events], stored))
+            started = time.perf_counter()
+            sizes = self._write_days(by_day) if by_day else {}
+            elapsed = time.perf_counter() - started
+            now = self._clock()
+            self._dedup.record(fresh, now, sizes)
+            if now - self._last_expire > _EXPIRE_EVERY_S:
+                self._dedup.expire(now)
+                self._last_expire = now
+        except Exception as exc:  # every request of the commit fails alike; the store stays consistent
+            self.stats.failed_commits += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            error = exc if isinstance(exc, StoreWriteError) else StoreWriteError(
+                getattr(exc, "errno", None) or errno.EIO, f"event store write failed: {exc}")
+            for request in batch:
+                request.future.set_exception(error)
+            return
+        self.stats.commits += 1
+        self.stats.events_written += len(fresh)
+        self.stats.duplicates += len(all_ids) - len(fresh)
+        self.stats.last_fsync_s = elapsed
+        self.stats.last_error = None
+        if self._on_commit is not None:
+            self._on_commit(len(fresh), elapsed)
+        for request, result in zip(batch, results):
+            request.future.set_result(result)
+
+    def _write_days(self, by_day: dict[str, list[bytes]]) -> dict[Path, int]:
+        """Append each day's lines, fsync, and return the new sizes; on failure undo every file."""
+        written: list[tuple[Path, int, int]] = []
+        new_dirs: set[Path] = set()
+        with self._switch:
+            try:
+                for day, lines in sorted(by_day.items()):
+                    path = self._target(day)
+                    payload = b"\n".join(lines) + b"\n"
+                    if path.suffix == ".gz":
+                        payload = gzip.compress(payload, compresslevel=6, mtime=0)
+                    fd, created = self._fd(path)
+                    if created:
+                        new_dirs.add(path.parent)
+                    start = os.fstat(fd).st_size
+                    written.append((path, fd, start))
+                    view = memoryview(payload)
+                    while view:
+                        view = view[os.write(fd, view):]
+                for _, fd, _ in written:
+                    os.fsync(fd)
+                for folder in new_dirs:
+                    fsync_dir(folder)
+            except OSError as exc:
+                for _, fd, start in written:
+                    try:
+                        os.ftruncate(fd, start)
+                        os.fsync(fd)
+                    except OSError:
+                        pass  # the torn tail is repaired at the next open
+                raise StoreWriteError(exc.errno or errno.EIO, f"event store write failed: {exc.strerror or exc}") \
+                    from exc
+            sizes = {path: os.fstat(fd).st_size for path, fd, _ in written}
+            while len(self._files) > _MAX_OPEN_FILES:  # only between commits: no fd in use is closed
+                os.close(self._files.popitem(last=False)[1])
+            return sizes
+
+    def _target(self, day: str) -> Path:
+        """A day's raw file; a late event for an archived day goes into that day's archive."""
+        archive = self.layout.archive(day)
+        if archive.exists() and not self.layout.raw(day).exists():
+            if archive not in self._checked_archives:
+                self._repair_archive(archive)
+                self._checked_archives.add(archive)
+            return archive
+        return self.layout.raw(day)
+
+    def _fd(self, path: Path) -> tuple[int, bool]:
+        fd = self._files.get(path)
+        if fd is not None:
+            self._files.move_to_end(path)
+            return fd, False
+        created = not path.exists()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._files[path] = fd
+        return fd, created
+
+    def _forget(self, paths: Sequence[Path]) -> None:
+        """Close cached handles of files compaction replaces (called with the switch lock held)."""
+        for path in paths:
+            fd = self._files.pop(path, None)
+            if fd is not None:
+                os.close(fd)
+            self._checked_archives.discard(path)
+
+    # -- retention --------------------------------------------------------------------------------
+    def compact(self, now: datetime) -> CompactReport:
+        """Run retention while appends continue; each day's file swap happens between commits."""
+
+        @contextmanager
+        def swapping(paths: Sequence[Path]) -> Iterator[None]:
+            with self._switch:
+                self._forget(paths)
+                yield
+
+        return compact(self.layout, now, self._raw_days, self._delete_days, swapping)
+
+    # -- repair -----------------------------------------------------------------------------------
+    def _repair_torn_tails(self) -> list[str]:
+        """Move a torn last line (no newline: a crash mid-write) of each raw day to `corrupt/`."""
+        repaired = []
+        for day in self.layout.days():
+            path = self.layout.raw(day)
+            if not path.exists():
+                continue
+            with open(path, "r+b") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                if size == 0:
+                    continue
+                handle.seek(size - 1)
+                if handle.read(1) == b"\n":
+                    continue
+                keep = _last_newline_end(handle, size)
+                handle.seek(keep)
+                torn = handle.read()
+                self._quarantine(path.name, torn)
+                handle.truncate(keep)
+                handle.flush()
+                os.fsync(handle.fileno())
+            repaired.append(f"{path}: moved a torn last line of {len(torn)} bytes to {self.layout.corrupt_dir}")
+        return repaired
+
+    def _repair_archive(self, path: Path) -> None:
+        """Before appending to an archive, make sure its last member is whole (rewrite it if not)."""
+        try:
+            with gzip.open(path, "rb") as handle:
+                while handle.read(1 << 20):
+                    pass
+            return
+        except (OSError, EOFError):
+            pass
+        good = b"".join(line + b"\n" for line in iter_lines(path))
+        self._quarantine(path.name, path.read_bytes())
+        atomic_write(path, gzip.compress(good, mtime=0))
+        self.stats.repaired.append(f"{path}: damaged archive tail removed (original kept in corrupt/)")
+
+    def _quarantine(self, name: str, payload: bytes) -> None:
+        folder = self.layout.corrupt_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{name}.{int(self._clock() * 1000)}.torn"
+        with open(target, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        fsync_dir(folder)
+
+
+def _last_newline_end(handle: Any, size: int) -> int:
+    """Offset just past the last newline before `size` (0 when there is none), reading backwards."""
+    position = size
+    while position > 0:
+        step = min(position, 1 << 16)
+        position -= step
+        handle.seek(position)
+        chunk = handle.read(step)
+        index = chunk.rfind(b"\n")
+        if index >= 0:
+            return position + index + 1
+    return 0
