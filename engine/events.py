@@ -88,7 +88,7 @@ def format_ts(epoch: float) -> str:
 
 def parse_ts(text: str) -> datetime:
     """An RFC 3339 timestamp as an aware datetime; ValueError when it is not one."""
-    if not isinstance(text, str) or len(text) < 20 or text[10] not in "Tt ":
+    if not isinstance(text, str) or len(text) < 19 or text[10] not in "Tt ":
         raise ValueError("not an RFC 3339 timestamp (e.g. 2026-02-24T00:07:00Z)")
     parsed = datetime.fromisoformat(text.replace("z", "Z"))
     if parsed.tzinfo is None:

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-import jsonschema
+import fastjsonschema
 import orjson
 
 from engine.durations import PATTERN as DURATION_PATTERN
 from engine.durations import parse_duration
 from engine.yaml_loader import pointer_join
+
+if TYPE_CHECKING:
+    import jsonschema
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -24,8 +28,29 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @functools.cache
+def fast_validator(name: str) -> Callable[[Any], Any]:
+    """A compiled validator (fastjsonschema) for the common, valid case; raises on any violation.
+
+    It neither fills `default`s into what it checks nor builds detailed messages (`schema_errors`
+    explains failures), which also keeps compiling it short.
+    """
+    return fastjsonschema.compile(load_schema(name), use_default=False, detailed_exceptions=False)
+
+
+def is_valid(name: str, instance: Any) -> bool:
+    """Whether `instance` satisfies schema `name`: fast; `schema_errors` explains a False."""
+    try:
+        fast_validator(name)(instance)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
+@functools.cache
 def validator(name: str) -> jsonschema.protocols.Validator:
     """A precise (slow) validator, used to explain failures with a pointer."""
+    import jsonschema  # imported on first failure only: it costs ~0.1 s of start-up
+
     schema = load_schema(name)
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
@@ -38,6 +63,7 @@ class SchemaError:
     pointer: str
     message: str
     at_key: bool = False
+    code: str = "schema"
 
 
 def _pointer(path: Any) -> str:
@@ -49,20 +75,72 @@ def _pointer(path: Any) -> str:
 
 def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
     """For oneOf/anyOf, the errors of the branch that got furthest: what the user most likely meant."""
+    from jsonschema.exceptions import best_match
+
     if not error.context:
         return [error]
-    best = jsonschema.exceptions.best_match(error.context)
+    best = best_match(error.context)
     return _leaf_errors(best) if best is not None else [error]
 
 
+# Failures of a value itself (not of an object's keys): where a schema's `x-expected` words apply.
+_VALUE_KEYWORDS = frozenset({"type", "pattern", "enum", "const", "not", "minLength", "maxLength"})
+_SHORT = 60
+
+
+def _short(value: Any) -> str:
+    """repr() cut to a readable length: a message never echoes a megabyte of input."""
+    text = repr(value)
+    return text if len(text) <= _SHORT else text[: _SHORT - 3] + "..."
+
+
+def _suggest(word: Any, options: Any, schema: dict[str, Any]) -> str | None:
+    """The closest allowed name, for schemas marked `x-suggest` (where typos are likely)."""
+    if not schema.get("x-suggest") or not isinstance(word, str) or len(word) > 100:
+        return None
+    close = difflib.get_close_matches(word, [str(option) for option in options], n=1)
+    return close[0] if close else None
+
+
+def _with_hint(message: str, schema: dict[str, Any]) -> str:
+    hint = schema.get("x-hint")
+    return f"{message}; {hint}" if hint else message
+
+
 def _message(error: jsonschema.ValidationError) -> str:
-    """jsonschema's message, with the duration pattern explained in words."""
+    """jsonschema's message in words: durations explained, `x-expected` used, long values cut."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    expected = schema.get("x-expected")
     if error.validator == "pattern" and error.validator_value == DURATION_PATTERN:
         try:
             parse_duration(error.instance)
         except ValueError as exc:
             return str(exc)
-    return error.message
+    if expected and error.validator in _VALUE_KEYWORDS:
+        message = f"{_short(error.instance)} is not {expected}"
+        close = _suggest(error.instance, schema.get("enum", ()), schema)
+        message += f": did you mean '{close}'?" if close else ""
+    else:
+        message = error.message
+        long = repr(error.instance)
+        if len(long) > _SHORT and message.startswith(long):
+            message = _short(error.instance) + message[len(long):]
+    return _with_hint(message, schema)
+
+
+def _unknown_key(key: str, allowed: set[str], schema: dict[str, Any]) -> str:
+    shown = key if len(key) <= _SHORT else key[: _SHORT - 3] + "..."
+    names = f"expected one of: {', '.join(sorted(allowed))}" if allowed else "no keys are allowed here"
+    close = _suggest(key, allowed, schema)
+    message = f"unknown key '{shown}': did you mean '{close}'? ({names})" if close \
+        else f"unknown key '{shown}' ({names})"
+    return _with_hint(message, schema)
+
+
+def _code(error: jsonschema.ValidationError) -> str:
+    """The short diagnostic code: the schema's `x-code`, else what kind of rule failed."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    return schema.get("x-code") or ("required" if error.validator == "required" else "schema")
 
 
 def schema_errors(name: str, instance: Any) -> list[SchemaError]:
@@ -76,15 +154,16 @@ def schema_errors(name: str, instance: Any) -> list[SchemaError]:
                 patterns = leaf.schema.get("patternProperties", {})
                 for key in leaf.instance:
                     if key not in allowed and not patterns:
-                        hint = ", ".join(sorted(allowed))
-                        out.append(SchemaError(pointer_join(pointer, key),
-                                               f"unknown key '{key}' (expected one of: {hint})", True))
+                        out.append(SchemaError(pointer_join(pointer, key), _unknown_key(key, allowed, leaf.schema),
+                                               True, "unknown-key"))
                 continue
             if "propertyNames" in leaf.absolute_schema_path:
-                out.append(SchemaError(pointer_join(pointer, leaf.instance),
-                                       f"invalid name {leaf.instance!r}: {leaf.message}", True))
+                expected = leaf.schema.get("x-expected") if isinstance(leaf.schema, dict) else None
+                message = f"{_short(leaf.instance)} is not {expected}" if expected \
+                    else f"invalid name {leaf.instance!r}: {leaf.message}"
+                out.append(SchemaError(pointer_join(pointer, leaf.instance), message, True, _code(leaf)))
                 continue
-            out.append(SchemaError(pointer, _message(leaf)))
+            out.append(SchemaError(pointer, _message(leaf), False, _code(leaf)))
     return sorted(set(out), key=lambda e: (e.pointer, e.message))
 
 

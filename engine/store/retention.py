@@ -101,12 +101,14 @@ def compact(layout: Layout, now: datetime, raw_days: int = 7, delete_days: int =
     commits and drops its handles on those paths, so appends may go on during the compression itself.
     """
     report = CompactReport()
+    if not layout.events_dir.is_dir():
+        return report
     for folder in (layout.archive_dir, layout.summaries_dir):
-        if folder.is_dir():
-            for name in os.listdir(folder):
-                if name.endswith(".tmp"):  # left by an interrupted run; never a complete file
-                    (folder / name).unlink(missing_ok=True)
-                    report.cleaned.append(str(folder / name))
+        folder.mkdir(exist_ok=True)
+        for name in os.listdir(folder):
+            if name.endswith(".tmp"):  # left by an interrupted run; never a complete file
+                (folder / name).unlink(missing_ok=True)
+                report.cleaned.append(str(folder / name))
     for day in layout.days():
         age = age_days(day, now)
         raw, archive = layout.raw(day), layout.archive(day)
@@ -122,7 +124,6 @@ def compact(layout: Layout, now: datetime, raw_days: int = 7, delete_days: int =
             fsync_dir(layout.archive_dir)
             report.deleted.append(day)
         elif age >= raw_days and raw.exists():
-            layout.archive_dir.mkdir(parents=True, exist_ok=True)
             if archive.exists():  # stopped after the rename: the archive already holds the raw lines
                 with swap([raw, archive]):
                     raw.unlink()
