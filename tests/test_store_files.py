@@ -181,3 +181,21 @@ def test_validator_and_writer_work_together_through_intake(data_dir: Path):
         return [sub.queue.get_nowait()["id"] for _ in range(sub.queue.qsize())]
 
     assert asyncio.run(scenario()) == ["a1"]
+
+
+def test_follow_prints_existing_then_new_events_across_a_new_day(data_dir: Path):
+    from engine.store.reader import EventFilter, follow
+
+    with EventWriter(data_dir) as writer:
+        writer.append(_events(2))
+        polls = {"n": 0}
+
+        def on_poll(_: float) -> None:  # the injected sleep: the writer appends while the reader waits
+            polls["n"] += 1
+            if polls["n"] == 1:
+                writer.append([make_event("next-day", format_ts(T0 + 86400), n=9),
+                               make_event("other-agent", format_ts(T0 + 5), agent="analyst")])
+
+        stream = follow(data_dir / "events", EventFilter(agent="coder"), stop=lambda: polls["n"] >= 2,
+                        sleep=on_poll)
+        assert [e["id"] for e in stream] == ["e00000", "e00001", "next-day"]
