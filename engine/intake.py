@@ -21,7 +21,15 @@ class Intake:
 
     async def submit(self, raws: Iterable[Any], source: str = "api", external: bool = True) -> AppendResult:
         """Store and publish a batch; raises EventError (nothing stored) or StoreWriteError."""
-        events = self.validator.normalize_batch(raws, source, external)
+        return await self._store_and_publish(self.validator.normalize_batch(raws, source, external))
+
+    async def submit_one(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Store and publish one of the engine's own events (reserved types allowed); returns it as stored."""
+        event = self.validator.normalize(raw, raw.get("source", "engine"), external=False)
+        await self._store_and_publish([event])
+        return event
+
+    async def _store_and_publish(self, events: list[dict[str, Any]]) -> AppendResult:
         result = await self.writer.append_async(events)
         for event, stored in zip(events, result.stored):
             if stored:

@@ -1,0 +1,85 @@
+"""What every action kind is handed, and what it hands back.
+
+An action is a small class, one file per kind, named by the kind (`shell.py` holds `shell`). The runner
+renders the step's `with` templates first, so an action receives final values; it then calls the
+action with two frozen context objects: `RunInfo` (which run, which step, the triggering event) and
+`Services` (the only things an action may touch). Timeouts are the runner's: it cancels the action's
+coroutine, and actions that start processes kill their whole tree on cancellation (see `process.py`).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+OUTPUT_LIMIT = 1 << 20  # bytes of stdout/stderr kept per step; the record keeps a shorter tail
+
+
+class AgentControl(Protocol):
+    """How actions act on agents; the supervisor implements it (contract §7)."""
+
+    def known(self, name: str) -> bool: ...
+
+    async def restart(self, name: str) -> dict[str, Any]: ...
+
+    async def signal(self, name: str, signal_name: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """Which run and step this is; `event` is the event that started the run."""
+
+    run_id: str
+    playbook: str
+    step: str
+    attempt: int
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What an action may use. Everything with side effects on the engine goes through here."""
+
+    data_dir: Path
+    # emit(type, data, severity, agent) -> the stored event (chain and source filled in by the engine)
+    emit: Callable[[str, dict[str, Any], str, str | None], Awaitable[dict[str, Any]]]
+    agents: AgentControl
+    # wait_for(type, where, within_s) -> the first matching event since the step started, or None
+    wait_for: Callable[[str, dict[str, Any], float], Awaitable[dict[str, Any] | None]]
+    # compact() -> retention report, run now
+    compact: Callable[[], Awaitable[dict[str, Any]]]
+    # track(pid): a process this step started, recorded so a crash or a timeout can kill its tree
+    track: Callable[[int], None]
+    clock: Callable[[], float]
+    python: str = "python3"  # the engine's interpreter, for `python` steps
+
+
+@dataclass(slots=True)
+class StepResult:
+    """The outcome of one try of a step. `detail` holds what the run record shows (argv, url, status…)."""
+
+    ok: bool
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class ActionError(Exception):
+    """A step that cannot run as written (bad argument at run time); the step fails with this message."""
+
+
+class Action(ABC):
+    """One kind of step. `kind` is the name playbooks use in `action:`."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    async def __call__(self, run: RunInfo, services: Services, args: dict[str, Any]) -> StepResult:
+        """Do the step once with rendered `args`; return its result (ok or not), or raise ActionError.
+
+        Must be cancellable: on cancellation, undo nothing but stop everything it started.
+        """

@@ -1,0 +1,98 @@
+"""The run journal: `data/runs/<run_id>/journal.jsonl`, one fsynced line per state change.
+
+It is what makes runs transactional across crashes: at start-up the reactor reads the journals that
+have no `end` line. A run that was waiting for a retry resumes; a run that was inside a step has the
+processes it recorded killed and is rolled back. Entries (`t` is the kind):
+`start` (playbook, event, priority), `step` (id, attempt, started), `pid` (step, attempt, pid, marker),
+`result` (step, attempt, status, exit_code, stdout tail…), `wait` (step, attempt, until),
+`skip` (step), `end` (status).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.store.layout import fsync_dir, iter_lines
+
+
+class Journal:
+    """Append-only, fsynced after every entry: a crash loses nothing the run already did."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        new = not path.exists()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if new:
+            fsync_dir(path.parent)
+
+    def write(self, kind: str, **fields: Any) -> None:
+        os.write(self._fd, orjson.dumps({"t": kind, **fields}) + b"\n")
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+@dataclass(slots=True)
+class JournalState:
+    """What an unfinished run had done when the engine stopped."""
+
+    run_id: str
+    start: dict[str, Any]
+    results: dict[str, dict[str, Any]]  # last result per step
+    in_step: dict[str, int]  # steps started and not finished: step -> attempt
+    waiting: dict[str, dict[str, Any]]  # steps waiting for a retry: step -> the wait entry
+    skipped: set[str]
+    markers: list[str]
+
+    @property
+    def crashed_in_step(self) -> bool:
+        return bool(self.in_step)
+
+
+def read_state(path: Path) -> JournalState | None:
+    """The state of the run whose journal is `path`, or None if it ended (or never really started)."""
+    entries = []
+    for line in iter_lines(path):
+        try:
+            entries.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            continue
+    if not entries or entries[0].get("t") != "start" or any(e.get("t") == "end" for e in entries):
+        return None
+    state = JournalState(path.parent.name, entries[0], {}, {}, {}, set(), [])
+    for entry in entries[1:]:
+        kind, step = entry.get("t"), entry.get("step")
+        if kind == "step":
+            state.in_step[step] = entry["attempt"]
+            state.waiting.pop(step, None)
+        elif kind == "pid":
+            state.markers.append(entry["marker"])
+        elif kind == "result":
+            state.in_step.pop(step, None)
+            state.results[step] = entry
+        elif kind == "wait":
+            state.waiting[step] = entry
+        elif kind == "skip":
+            state.skipped.add(step)
+    return state
+
+
+def unfinished(runs_dir: Path) -> Iterator[JournalState]:
+    """Every run under `runs_dir` whose journal has no `end`, oldest first (run ids sort by time)."""
+    if not runs_dir.is_dir():
+        return
+    for name in sorted(os.listdir(runs_dir)):
+        journal = runs_dir / name / "journal.jsonl"
+        if journal.is_file():
+            state = read_state(journal)
+            if state is not None:
+                yield state

@@ -1,0 +1,201 @@
+"""The scheduler (contract §4): priority classes P0..P3, FIFO within a class, aging, a concurrency cap,
+coalescing per (playbook, key), a bounded queue. It decides *when* a run starts; the reactor runs it.
+
+Each class is a FIFO deque, so picking the next job compares four heads: O(1) whatever the backlog.
+A head's effective class improves by one for every `aging_s` it has waited, so a flood of P3 work
+cannot starve anything, and a P3 job that waited long enough runs before fresh P2 work.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.playbooks.model import PRIORITIES, Playbook
+
+RANK = {name: rank for rank, name in enumerate(PRIORITIES)}
+
+
+@dataclass(slots=True)
+class Job:
+    """One decided run: which playbook, for which event, at which priority, under which coalesce key."""
+
+    playbook: Playbook
+    event: dict[str, Any]
+    priority: str
+    key: tuple[Any, ...]
+    run_id: str = ""
+    queued_at: float = 0.0
+    seq: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _KeyState:
+    going: Job
+    waiting: Job | None = None
+
+
+class Scheduler:
+    """Queue decisions and start runs through `start(job)`, never more than `max_concurrent` at once.
+
+    `emit(type, data, job)` publishes `scheduler.decision` events; `new_id()` names runs.
+    Overflow policy: when `queue_max` jobs wait, a new job displaces the newest job of a strictly lower
+    class; if there is none it is refused (`queue_full`). Both are announced as decisions.
+    """
+
+    def __init__(self, *, start: Callable[[Job], Awaitable[Any]],
+                 emit: Callable[[str, dict[str, Any], Job], Awaitable[Any]],
+                 clock: Callable[[], float], new_id: Callable[[], str],
+                 max_concurrent: int = 5, queue_max: int = 10_000, aging_s: float = 30.0) -> None:
+        self._start = start
+        self._emit = emit
+        self._clock = clock
+        self._new_id = new_id
+        self.max_concurrent = max_concurrent
+        self.queue_max = queue_max
+        self.aging_s = aging_s
+        self._classes: list[deque[Job]] = [deque() for _ in PRIORITIES]
+        self._keys: dict[tuple[Any, ...], _KeyState] = {}
+        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._seq = itertools.count()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.paused = False
+        self.waits: list[tuple[str, float]] = []  # (priority, seconds queued), for benchmarks; bounded below
+
+    # -- intake of decisions ----------------------------------------------------------------------
+    async def offer(self, job: Job) -> str:
+        """Queue `job` (or hold it behind a run of the same key); returns what became of it."""
+        job.run_id = job.run_id or self._new_id()
+        job.queued_at = self._clock()
+        job.seq = next(self._seq)
+        state = self._keys.get(job.key)
+        if state is not None:
+            if state.waiting is not None:
+                await self._decide(job, "coalesced", reason=f"a run for this key is going ({state.going.run_id}) "
+                                                              f"and one waits ({state.waiting.run_id})")
+                return "coalesced"
+            state.waiting = job
+            await self._decide(job, "waiting", reason=f"waits for run {state.going.run_id} of the same key")
+            return "waiting"
+        if self.depth >= self.queue_max and not self._displace(job):
+            await self._decide(job, "queue_full", reason=f"{self.queue_max} runs already wait")
+            return "queue_full"
+        self._keys[job.key] = _KeyState(job)
+        self._classes[RANK[job.priority]].append(job)
+        await self._decide(job, "queued")
+        self._pump()
+        return "queued"
+
+    def _displace(self, job: Job) -> bool:
+        """Make room for `job` by dropping the newest job of the lowest class below it."""
+        for rank in range(len(PRIORITIES) - 1, RANK[job.priority], -1):
+            if self._classes[rank]:
+                victim = self._classes[rank].pop()
+                self._release_key(victim)
+                asyncio.get_running_loop().create_task(
+                    self._decide(victim, "displaced", reason=f"queue full; made room for {job.priority} work"))
+                return True
+        return False
+
+    async def _decide(self, job: Job, outcome: str, reason: str | None = None) -> None:
+        data = {"run_id": job.run_id, "playbook": job.playbook.id, "priority": job.priority,
+                "cause": job.event.get("id"), "queue_depth": self.depth, "running": len(self._running),
+                "outcome": outcome}
+        if reason:
+            data["reason"] = reason
+        await self._emit("scheduler.decision", data, job)
+
+    # -- starting runs ----------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        return sum(len(q) for q in self._classes)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def depth_by_priority(self) -> dict[str, int]:
+        return {name: len(self._classes[rank]) for name, rank in RANK.items()}
+
+    def effective_rank(self, job: Job, now: float) -> int:
+        """The class a waiting job competes in: one better per `aging_s` waited, never better than P0."""
+        return max(0, RANK[job.priority] - int((now - job.queued_at) // self.aging_s))
+
+    def _pop_best(self) -> Job | None:
+        now = self._clock()
+        heads = [q[0] for q in self._classes if q]
+        if not heads:
+            return None
+        best = min(heads, key=lambda j: (self.effective_rank(j, now), j.seq))
+        self._classes[RANK[best.priority]].popleft()
+        return best
+
+    def _pump(self) -> None:
+        """Start queued jobs while there is room. Called whenever a job is queued or a run ends."""
+        while not self.paused and len(self._running) < self.max_concurrent:
+            job = self._pop_best()
+            if job is None:
+                break
+            waited = self._clock() - job.queued_at
+            self.waits.append((job.priority, waited))
+            if len(self.waits) > 100_000:
+                del self.waits[:50_000]
+            task = asyncio.get_running_loop().create_task(self._run(job), name=f"run-{job.run_id}")
+            self._running[job.run_id] = task
+            self._idle.clear()
+
+    async def _run(self, job: Job) -> None:
+        stopping = False
+        try:
+            await self._start(job)
+        except (asyncio.CancelledError, GeneratorExit):
+            stopping = True  # shutdown: start nothing new from here
+            raise
+        finally:
+            del self._running[job.run_id]
+            self._release_key(job)
+            if not stopping:
+                self._pump()
+            if not self._running and not self.depth:
+                self._idle.set()
+
+    def _release_key(self, job: Job) -> None:
+        state = self._keys.get(job.key)
+        if state is None or state.going is not job:
+            return
+        if state.waiting is None:
+            del self._keys[job.key]
+            return
+        follower, state.going, state.waiting = state.waiting, state.waiting, None
+        follower.seq = next(self._seq)  # keeps its original queued_at: it has been waiting all along
+        self._classes[RANK[follower.priority]].append(follower)
+
+    # -- shutdown ---------------------------------------------------------------------------------
+    async def wait_idle(self) -> None:
+        """Until nothing runs and nothing waits."""
+        await self._idle.wait()
+
+    async def drain(self, grace_s: float) -> list[str]:
+        """Stop starting runs; let running ones finish up to `grace_s`, then cancel the rest.
+
+        Returns the run ids that were cancelled (their runner rolls them back on cancellation).
+        """
+        self.paused = True
+        for queue in self._classes:
+            queue.clear()
+        self._keys.clear()
+        tasks = list(self._running.values())
+        if not tasks:
+            return []
+        done, pending = await asyncio.wait(tasks, timeout=grace_s)
+        cancelled = [t.get_name().removeprefix("run-") for t in pending]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        return cancelled
