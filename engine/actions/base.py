@@ -14,11 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+import orjson
+
 OUTPUT_LIMIT = 1 << 20  # bytes of stdout/stderr kept per step; the record keeps a shorter tail
 
 
 class AgentControl(Protocol):
-    """How actions act on agents; the supervisor implements it (contract §7)."""
+    """How actions act on agents; the supervisor implements it (contract §7).
+
+    `restart` and `signal` raise OSError when the process cannot be started or signalled (a command that
+    does not exist, an agent that is not running); the actions turn that into a failed step.
+    """
 
     def known(self, name: str) -> bool: ...
 
@@ -70,6 +76,37 @@ class StepResult:
 
 class ActionError(Exception):
     """A step that cannot run as written (bad argument at run time); the step fails with this message."""
+
+
+_REQUIRED: Any = object()
+
+
+def get_arg(args: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Any:
+    """`args[name]`, checked against `kind` after rendering (a template may have produced anything).
+
+    ActionError naming the field when it is absent and required, or of the wrong type; bool is never
+    taken for an int.
+    """
+    if name not in args or args[name] is None:
+        if default is _REQUIRED:
+            raise ActionError(f"`{name}` is required")
+        return default
+    value = args[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        wanted = " or ".join(k.__name__ for k in kinds)
+        raise ActionError(f"`{name}` must be a {wanted}, not {type(value).__name__} {value!r}")
+    return value
+
+
+def scalar_text(value: Any, where: str) -> str:
+    """One argv element, env value or header: strings as they are, numbers and booleans as JSON
+    (`3`, `true`); never null, a list or a mapping (one would have to be invented, split or joined)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int, float)):
+        return orjson.dumps(value).decode()
+    raise ActionError(f"{where} must be a single value, not a {type(value).__name__}: {value!r}")
 
 
 class Action(ABC):

@@ -1,0 +1,1 @@
+"""Agents the engine looks after (contract §7)."""

@@ -1,0 +1,1 @@
+"""Running playbooks: runner, journal, snapshots, records, guards, process trees."""

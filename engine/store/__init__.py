@@ -1,0 +1,1 @@
+"""The event store: daily JSONL files, group-commit writer, streaming readers, retention."""
