@@ -70,6 +70,11 @@ def check_document(doc: Document) -> list[Diagnostic]:
         if isinstance(store, dict) and isinstance(store.get("raw_days"), int) \
                 and isinstance(store.get("delete_days"), int) and store["delete_days"] <= store["raw_days"]:
             out.append(Diagnostic(doc.loc("/store/delete_days"), "delete_days must be greater than raw_days"))
+    if not out:  # thresholds the schema cannot express (clear below high…), checked with defaults applied
+        from engine.sensors import config_problems  # noqa: PLC0415 - keeps psutil out of plain config loads
+
+        full = apply_defaults(load_schema("config"), doc.value if doc.value is not None else {})
+        out.extend(Diagnostic(doc.loc(pointer), message) for pointer, message in config_problems(full["sensors"]))
     return sorted(out, key=lambda d: (d.loc.line, d.loc.col))
 
 
