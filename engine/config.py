@@ -74,7 +74,8 @@ def check_document(doc: Document) -> list[Diagnostic]:
         from engine.sensors import config_problems  # noqa: PLC0415 - keeps psutil out of plain config loads
 
         full = apply_defaults(load_schema("config"), doc.value if doc.value is not None else {})
-        out.extend(Diagnostic(doc.loc(pointer), message) for pointer, message in config_problems(full["sensors"]))
+        found = {Diagnostic(doc.loc(pointer), message) for pointer, message in config_problems(full["sensors"])}
+        out.extend(found)  # a default shared by sensors is reported once, at the nearest key written
     return sorted(out, key=lambda d: (d.loc.line, d.loc.col))
 
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from engine.config import load_config
+from engine.config import ConfigError, load_config
+from engine.schemas import apply_defaults, load_schema
+from engine.yaml_loader import load_file
 from engine.events import EventValidator
 from engine.sensors import build_sensors, config_problems, scan_all
 from engine.sensors.agents import AgentReading, AgentsSensor
@@ -213,7 +215,12 @@ def test_build_sensors_skips_disabled_ones_and_names_bad_thresholds(tmp_path: Pa
     path = tmp_path / "aios.yaml"
     path.write_text("sensors:\n  disk: {enabled: false}\n  agents: {enabled: false, repeat: 0s}\n"
                     "  cpu: {high: 80, clear: 85}\n")
-    section = load_config(path).raw["sensors"]
+    with pytest.raises(ConfigError) as refused:  # config check catches them before start-up
+        load_config(path)
+    assert [str(d).split(": error: ")[1] for d in refused.value.diagnostics] == [
+        "repeat must be a positive duration, or null for never",
+        "clear (85) must be below high (80), or alerts would flap"]
+    section = apply_defaults(load_schema("config"), load_file(path).value)["sensors"]
     assert config_problems(section) == [
         ("/sensors/cpu/clear", "clear (85) must be below high (80), or alerts would flap"),
         ("/sensors/agents/repeat", "repeat must be a positive duration, or null for never"),
