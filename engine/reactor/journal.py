@@ -9,6 +9,7 @@ processes it recorded killed and is rolled back. Entries (`t` is the kind):
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ class Journal:
     def write(self, kind: str, **fields: Any) -> None:
         os.write(self._fd, orjson.dumps({"t": kind, **fields}) + b"\n")
         os.fsync(self._fd)
+
+    async def awrite(self, kind: str, **fields: Any) -> None:
+        """`write` off the event loop: an fsync must not stall every other run and the intake."""
+        await asyncio.to_thread(self.write, kind, **fields)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -1,0 +1,365 @@
+"""The reactor: runs one playbook for one event, transactionally.
+
+A run: journal `start` → `reactor.started` → snapshot of declared paths → the steps as a DAG (steps whose
+`needs` are done run in parallel; a failed step skips its dependants), each try under its timeout and
+retried with exponential backoff → `reactor.succeeded`, or on failure: restore the snapshot, run the
+`rollback` steps in reverse order, `reactor.failed` then `reactor.rolled_back`. Cancellation (engine
+shutdown past its grace) rolls back the same way. Every state change is journaled first, so after a
+crash `recover()` resumes runs that were waiting for a retry and rolls back runs caught inside a step.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.actions.process import run_mark
+from engine.actions.base import Action, ActionError, AgentControl, RunInfo, Services, StepResult
+from engine.events import format_ts
+from engine.playbooks.model import Playbook, Retry, Step
+from engine.playbooks.templates import TemplateError, render, render_tree, resolve
+from engine.reactor import proctree
+from engine.reactor.journal import Journal, JournalState, unfinished
+from engine.reactor.records import Attempt, RollbackEntry, RunRecord, RunStore, StepRecord
+from engine.reactor.snapshot import Snapshot, SnapshotError, SnapshotMissing
+from engine.scheduler import Job
+
+TAIL = 4096
+
+# emit(type, data, cause_event, severity) -> the stored event
+Emit = Callable[[str, dict[str, Any], dict[str, Any], str], Awaitable[dict[str, Any]]]
+WaitFor = Callable[[str, dict[str, Any], float, float], Awaitable[dict[str, Any] | None]]
+
+
+def backoff_delay(retry: Retry, attempt: int, rng: random.Random) -> float:
+    """Wait before retry number `attempt` (1-based): backoff·factor^(attempt-1), capped, plus ≤10% jitter."""
+    base = min(retry.backoff_s * retry.factor ** (attempt - 1), retry.max_delay_s)
+    return base + rng.uniform(0, base * 0.1)
+
+
+@dataclass(slots=True)
+class ReactorDeps:
+    """What the reactor needs from the rest of the engine (all injectable for tests)."""
+
+    data_dir: Path
+    emit: Emit
+    agents: AgentControl
+    wait_for: WaitFor  # (type, where, within_s, since_epoch)
+    compact: Callable[[], Awaitable[dict[str, Any]]]
+    actions: Mapping[str, Action]
+    playbook: Callable[[str], Playbook | None]  # the current playbook by id, for recovery
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    python: str = "python3"
+    snapshot_cap_bytes: int = 64 << 20
+    on_outcome: Callable[[Job, str], None] | None = None  # breaker/budget bookkeeping
+
+
+class _Run:
+    """The state of one run while it executes."""
+
+    def __init__(self, deps: ReactorDeps, job: Job, journal: Journal, record: RunRecord, store: RunStore) -> None:
+        self.deps = deps
+        self.store = store
+        self.job = job
+        self.pb = job.playbook
+        self.journal = journal
+        self.record = record
+        self.results: dict[str, StepResult] = {}
+        self.snapshot: Snapshot | None = None
+
+    # -- templates --------------------------------------------------------------------------------
+    def lookup(self, path: str) -> Any:
+        if path.startswith("steps."):
+            _, step, field_name = (path.split(".", 2) + ["", ""])[:3]
+            result = self.results.get(step)
+            if result is None or field_name not in ("stdout", "exit_code"):
+                raise KeyError(path)
+            return getattr(result, field_name)
+        return resolve(self.job.event, path)
+
+    def render(self, step: Step) -> dict[str, Any]:
+        try:
+            return render_tree(step.with_, self.lookup)
+        except KeyError as exc:
+            raise ActionError(f"template {{{exc.args[0]}}}: no such path in the event or earlier steps") from None
+        except TemplateError as exc:
+            raise ActionError(f"bad template: {exc}") from None
+
+    # -- one step, with retries -------------------------------------------------------------------
+    async def step(self, step: Step, rollback: bool = False, first_attempt: int = 1,
+                   resume_at: float | None = None) -> StepResult:
+        retry = step.retry or self.pb.retry
+        timeout = step.timeout_s or self.pb.timeout_s
+        records = self.record.rollback_steps if rollback else self.record.steps
+        step_record = next((r for r in records if r.id == step.id), None)  # a resumed step continues its record
+        if step_record is None:
+            step_record = StepRecord(id=step.id, action=step.action)
+            records.append(step_record)
+        if resume_at is not None:
+            await self.deps.sleep(max(0.0, resume_at - self.deps.clock()))
+        attempt = first_attempt
+        while True:
+            result = await self.attempt(step, attempt, timeout, step_record)
+            if result.ok or attempt > retry.attempts:
+                break
+            delay = backoff_delay(retry, attempt, self.deps.rng)
+            await self.journal.awrite("wait", step=step.id, attempt=attempt, until=self.deps.clock() + delay)
+            await self.deps.sleep(delay)
+            attempt += 1
+        step_record.status = "ok" if result.ok else ("timeout" if result.error == "timeout" else "failed")
+        return result
+
+    async def attempt(self, step: Step, attempt: int, timeout: float, step_record: StepRecord) -> StepResult:
+        deps = self.deps
+        started = deps.clock()
+        await self.journal.awrite("step", step=step.id, attempt=attempt, started=started)
+        info = RunInfo(self.job.run_id, self.pb.id, step.id, attempt, self.job.event)
+        marker = run_mark(info)
+
+        def track(pid: int) -> None:
+            self.journal.write("pid", step=step.id, attempt=attempt, pid=pid, marker=marker)
+
+        async def wait_for(type_: str, where: dict[str, Any], within_s: float) -> dict[str, Any] | None:
+            return await deps.wait_for(type_, where, within_s, started)
+
+        services = Services(deps.data_dir, self.emit_from_step, deps.agents, wait_for, deps.compact, track,
+                            deps.clock, deps.python)
+        try:
+            action = deps.actions.get(step.action)
+            if action is None:
+                raise ActionError(f"unknown action {step.action!r}")
+            args = self.render(step)
+            if step.action == "write_file":
+                await self.capture([str(args.get("path"))])  # the state before this run wrote it
+            result = await asyncio.wait_for(action(info, services, args), timeout)
+        except asyncio.TimeoutError:
+            result = StepResult(ok=False, error="timeout")
+            await self.emit("reactor.timeout", {"step": step.id, "attempt": attempt, "timeout_s": timeout},
+                            "warning")
+        except (ActionError, SnapshotError, OSError) as exc:
+            result = StepResult(ok=False, error=str(exc))
+        finished = deps.clock()
+        await self.journal.awrite("result", step=step.id, attempt=attempt, ok=result.ok, exit_code=result.exit_code,
+                           stdout=result.stdout[-TAIL:], error=result.error)
+        step_record.attempts.append(Attempt(
+            started=format_ts(started), finished=format_ts(finished), duration_ms=round((finished - started) * 1000),
+            ok=result.ok, exit_code=result.exit_code, detail=result.detail, stdout=result.stdout,
+            stderr=result.stderr, error=result.error))
+        self.results[step.id] = result
+        await asyncio.to_thread(self.store.save, self.record)  # readable progress: `aios-engine runs ID` while it runs
+        return result
+
+    async def capture(self, paths: list[str]) -> None:
+        """Snapshot `paths` (first capture wins), creating the run's snapshot on first need."""
+        if not paths:
+            return
+        if self.snapshot is None:
+            self.snapshot = await asyncio.to_thread(Snapshot.create, self.deps.data_dir, self.job.run_id,
+                                                    self.deps.snapshot_cap_bytes)
+        await asyncio.to_thread(self.snapshot.capture, paths)
+        self.record.snapshot = self.snapshot.info()
+
+    # -- events -----------------------------------------------------------------------------------
+    async def emit(self, type_: str, data: dict[str, Any], severity: str = "info") -> dict[str, Any]:
+        payload = {"run_id": self.job.run_id, "playbook": self.pb.id, "cause": self.job.event.get("id"), **data}
+        return await self.deps.emit(type_, payload, self.job.event, severity)
+
+    async def emit_from_step(self, type_: str, data: dict[str, Any], severity: str,
+                             agent: str | None) -> dict[str, Any]:
+        payload = dict(data)
+        payload.setdefault("run_id", self.job.run_id)
+        payload.setdefault("playbook", self.pb.id)
+        event = dict(self.job.event)
+        if agent is not None:
+            event["agent"] = agent
+        return await self.deps.emit(type_, payload, event, severity)
+
+    # -- the DAG ----------------------------------------------------------------------------------
+    async def steps(self, done: dict[str, bool], resume: dict[str, tuple[int, float]] | None = None) -> str | None:
+        """Run every step not in `done`; returns the id of the first failed step, or None."""
+        resume = resume or {}
+        pending = {s.id: s for s in self.pb.steps if s.id not in done}
+        running: dict[asyncio.Task[StepResult], str] = {}
+        failed: str | None = None
+        try:
+            while pending or running:
+                for step_id, step in list(pending.items()):
+                    if any(done.get(need) is False for need in step.needs):
+                        done[step_id] = False
+                        del pending[step_id]
+                        await self.journal.awrite("skip", step=step_id)
+                        self.record.steps.append(StepRecord(id=step_id, action=step.action, status="skipped"))
+                    elif all(done.get(need) for need in step.needs):
+                        del pending[step_id]
+                        first, until = resume.get(step_id, (1, None))
+                        task = asyncio.ensure_future(self.step(step, first_attempt=first, resume_at=until))
+                        running[task] = step_id
+                if not running:
+                    break
+                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    step_id = running.pop(task)
+                    done[step_id] = task.result().ok
+                    if not done[step_id] and failed is None:
+                        failed = step_id
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        return failed
+
+    async def roll_back(self, why: str) -> None:
+        """Restore files, then the rollback steps in reverse order (failures there are recorded, not fatal)."""
+        restored = await asyncio.to_thread(self.snapshot.restore) if self.snapshot is not None else []
+        if restored:
+            self.record.rollbacks.append(RollbackEntry(format_ts(self.deps.clock()), "reactor", False, restored))
+        for step in reversed(self.pb.rollback):
+            await self.step(step, rollback=True)
+        if restored or self.pb.rollback:
+            self.record.status = "rolled_back"
+            await self.emit("reactor.rolled_back", {
+                "why": why, "restored": restored,
+                "rollback_steps": {s.id: s.status for s in self.record.rollback_steps}}, "warning")
+
+
+class Reactor:
+    """Runs jobs the scheduler starts; `recover()` finishes what a crash interrupted."""
+
+    def __init__(self, deps: ReactorDeps) -> None:
+        self.deps = deps
+        self.runs_dir = deps.data_dir / "runs"
+        self.store = RunStore(deps.data_dir)
+
+    async def run(self, job: Job) -> str:
+        """Run `job` to the end; returns the final status (succeeded, failed, rolled_back, cancelled)."""
+        journal = Journal(self.runs_dir / job.run_id / "journal.jsonl")
+        await journal.awrite("start", playbook=job.playbook.id, event=job.event, priority=job.priority,
+                      key=list(job.key))
+        run = _Run(self.deps, job, journal, self._new_record(job), self.store)
+        try:
+            await run.emit("reactor.started", {"priority": job.priority})
+            return await self._execute(run, done={})
+        finally:
+            journal.close()
+
+    def _new_record(self, job: Job) -> RunRecord:
+        record = RunRecord(run_id=job.run_id, playbook=job.playbook.id, cause=job.event.get("id", ""),
+                           cause_type=job.event.get("type", ""), agent=job.event.get("agent"),
+                           priority=job.priority, status="running", started=format_ts(self.deps.clock()))
+        self.store.save(record)  # before anything runs: `runs` shows it at once
+        return record
+
+    async def _execute(self, run: _Run, done: dict[str, bool],
+                       resume: dict[str, tuple[int, float]] | None = None) -> str:
+        try:
+            if not done:  # a fresh run (a resumed one has its snapshot already)
+                await run.capture(self._pre_run_paths(run))
+            failed = await run.steps(done, resume)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._fail(run, "cancelled", "engine stopped before the run finished"))
+            raise
+        except (SnapshotError, ActionError, OSError) as exc:
+            return await self._fail(run, "failed", f"snapshot: {exc}")
+        if failed is None:
+            run.record.status = "succeeded"
+            if run.snapshot is not None:
+                await asyncio.to_thread(run.snapshot.seal)
+            await run.emit("reactor.succeeded", {"steps": len(run.pb.steps)})
+            return await self._end(run, "succeeded")
+        result = run.results.get(failed)
+        reason = result.error if result and result.error else f"exit code {result.exit_code if result else '?'}"
+        return await self._fail(run, "failed", f"step {failed} failed: {reason}", failed_step=failed)
+
+    @staticmethod
+    def _pre_run_paths(run: _Run) -> list[str]:
+        """Declared snapshot paths, plus write_file targets already known from the event alone."""
+        paths = []
+        for path in run.pb.snapshot:
+            try:
+                paths.append(str(render(path, run.lookup)))
+            except (KeyError, TemplateError) as exc:
+                raise ActionError(f"snapshot path {path!r}: cannot render {exc}") from None
+        for step in run.pb.steps:
+            if step.action == "write_file" and isinstance(step.with_.get("path"), str):
+                try:
+                    paths.append(str(render(step.with_["path"], run.lookup)))
+                except (KeyError, TemplateError):
+                    pass  # depends on an earlier step: captured just before the write
+        return paths
+
+    async def _fail(self, run: _Run, status: str, reason: str, failed_step: str | None = None) -> str:
+        run.record.status = status
+        run.record.error = reason
+        data: dict[str, Any] = {"reason": reason}
+        if failed_step:
+            data["step"] = failed_step
+        await run.emit("reactor.failed", data, "error")
+        await run.roll_back("cancelled" if status == "cancelled" else "failure")
+        return await self._end(run, run.record.status)
+
+    async def _end(self, run: _Run, status: str) -> str:
+        run.record.status = status
+        run.record.finished = format_ts(self.deps.clock())
+        await asyncio.to_thread(self.store.save, run.record)
+        await run.journal.awrite("end", status=status)
+        if self.deps.on_outcome is not None:
+            self.deps.on_outcome(run.job, status)
+        return status
+
+    # -- crash recovery ---------------------------------------------------------------------------
+    async def recover(self) -> list[tuple[str, str]]:
+        """Finish runs a crash interrupted: resume retry waits, roll back runs caught inside a step."""
+        outcomes = []
+        for state in list(unfinished(self.runs_dir)):
+            outcomes.append((state.run_id, await self._recover_one(state)))
+        return outcomes
+
+    async def _recover_one(self, state: JournalState) -> str:
+        start = state.start
+        playbook = self.deps.playbook(start["playbook"])
+        journal = Journal(self.runs_dir / state.run_id / "journal.jsonl")
+        try:
+            record = self._load_record(state, start)
+            job = Job(playbook or Playbook(id=start["playbook"], on=()), start["event"], start["priority"],
+                      tuple(start.get("key") or ()), run_id=state.run_id)
+            run = _Run(self.deps, job, journal, record, self.store)
+            try:
+                run.snapshot = Snapshot.load(self.deps.data_dir, state.run_id)
+            except SnapshotMissing:
+                run.snapshot = None  # the run had nothing to capture
+            for step_id, entry in state.results.items():
+                run.results[step_id] = StepResult(ok=entry["ok"], exit_code=entry.get("exit_code"),
+                                                  stdout=entry.get("stdout") or "", error=entry.get("error"))
+            if state.crashed_in_step or playbook is None:
+                for marker in state.markers:
+                    await asyncio.to_thread(proctree.kill_marked, marker)
+                why = "the engine stopped inside a step" if state.crashed_in_step else "the playbook is gone"
+                record.status = "failed"
+                record.error = f"crash_recovery: {why}"
+                await run.emit("reactor.failed", {"reason": f"crash_recovery: {why}"}, "error")
+                await run.roll_back("crash_recovery")
+                return await self._end(run, record.status)
+            done = {step_id: entry["ok"] for step_id, entry in state.results.items()
+                    if step_id not in state.waiting}
+            done.update({step_id: False for step_id in state.skipped})
+            resume = {step_id: (entry["attempt"] + 1, entry["until"]) for step_id, entry in state.waiting.items()}
+            await run.emit("reactor.resumed", {"steps": sorted(resume)})
+            return await self._execute(run, done, resume)
+        finally:
+            journal.close()
+
+    def _load_record(self, state: JournalState, start: dict[str, Any]) -> RunRecord:
+        try:
+            return self.store.get(state.run_id)
+        except KeyError:
+            event = start["event"]
+            return RunRecord(run_id=state.run_id, playbook=start["playbook"], cause=event.get("id", ""),
+                             cause_type=event.get("type", ""), agent=event.get("agent"), priority=start["priority"],
+                             status="running", started=format_ts(self.deps.clock()))
