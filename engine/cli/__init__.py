@@ -19,6 +19,8 @@ COMMANDS = (
     "emit",
     "events",
     "compact",
+    "runs",
+    "rollback",
     "config_check",
 )
 

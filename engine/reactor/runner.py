@@ -269,8 +269,6 @@ class Reactor:
             return await self._fail(run, "failed", f"snapshot: {exc}")
         if failed is None:
             run.record.status = "succeeded"
-            if run.snapshot is not None:
-                await asyncio.to_thread(run.snapshot.seal)
             await run.emit("reactor.succeeded", {"steps": len(run.pb.steps)})
             return await self._end(run, "succeeded")
         result = run.results.get(failed)
@@ -305,6 +303,8 @@ class Reactor:
         return await self._end(run, run.record.status)
 
     async def _end(self, run: _Run, status: str) -> str:
+        if run.snapshot is not None:  # the files as the run left them (restored, if it failed)
+            await asyncio.to_thread(run.snapshot.seal)
         run.record.status = status
         run.record.finished = format_ts(self.deps.clock())
         await asyncio.to_thread(self.store.save, run.record)
