@@ -11,10 +11,14 @@ from engine.durations import parse_duration
 from engine.events import parse_ts
 
 
-def add_state_args(parser: argparse.ArgumentParser) -> None:
-    """`--config` and `--data`: which aios.yaml (default ./aios.yaml when present) and data directory."""
+def add_state_args(parser: argparse.ArgumentParser, url: bool = True) -> None:
+    """`--config`, `--data` (work on the files) and `--url` (ask a running engine) — contract §3."""
     parser.add_argument("--config", metavar="FILE", help="aios.yaml (default: ./aios.yaml if it exists)")
-    parser.add_argument("--data", metavar="DIR", help="data directory (default: the config's data_dir, ./data)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--data", metavar="DIR", help="data directory (default: the config's data_dir, ./data)")
+    if url:
+        target.add_argument("--url", metavar="URL", help="a running engine, e.g. http://127.0.0.1:8765 "
+                                                         "(token from AIOS_TOKEN)")
 
 
 def config_from(args: argparse.Namespace) -> Config:

@@ -14,7 +14,7 @@ from engine.store.retention import compact
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("compact", help="apply event retention now")
     parser.add_argument("--now", help="pretend it is this time (RFC 3339), for tests and backfills")
-    add_state_args(parser)
+    add_state_args(parser, url=False)
     parser.set_defaults(func=run)
 
 

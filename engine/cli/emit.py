@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from engine.cli import UserError
+from engine.cli.client import Client
 from engine.cli.common import add_state_args, config_from, data_dir_from
 from engine.durations import parse_duration
 from engine.events import SEVERITIES, EventError, EventValidator
@@ -47,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
         raw["agent"] = args.agent
     if args.severity:
         raw["severity"] = args.severity
+    if args.url:
+        raw["source"] = args.source
+        _, answer = Client(args.url).post("/api/events", raw)
+        print(answer["ids"][0])
+        return 0
     validator = EventValidator(host=config.host, max_future_s=parse_duration(config.store["max_future"]),
                                max_age_s=config.store["delete_days"] * 86400.0)
     try:

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
+from engine.cli.client import Client
 from engine.cli.common import add_state_args, config_from, data_dir_from, parse_when
 from engine.store.layout import Layout
 from engine.store.reader import EventFilter, follow, read_events
@@ -30,12 +33,32 @@ def format_text(event: dict[str, Any]) -> str:
             f"{event.get('agent') or '-':<12} {event.get('id', '')}  {data}")
 
 
+def remote_events(client: Client, args: argparse.Namespace, follow_: bool,
+                  poll_s: float = 1.0) -> Iterator[dict[str, Any]]:
+    """Page through `GET /api/events` (and keep polling with --follow) from a running engine."""
+    params = [(name, value) for name, value in (("since", args.since), ("until", args.until),
+                                                 ("agent", args.agent)) if value]
+    params += [("type", glob) for glob in args.type]
+    after = None
+    while True:
+        page = client.get("/api/events", [*params, ("limit", "1000"), *((("after", after),) if after else ())])
+        yield from page["events"]
+        if page["events"]:
+            after = page["events"][-1]["id"]
+        if page["next"] is None:
+            if not follow_:
+                return
+            time.sleep(poll_s)
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     events_dir = Layout.under(data_dir_from(args, config)).events_dir
     selector = EventFilter(parse_when(args.since) if args.since else None,
                            parse_when(args.until) if args.until else None, tuple(args.type), args.agent)
-    if args.follow:
+    if args.url:
+        stream = remote_events(Client(args.url), args, follow_=args.follow)
+    elif args.follow:
         stream = follow(events_dir, selector)
     else:
         stream = read_events(events_dir, selector.since, selector.until, selector.types, selector.agent)

@@ -6,6 +6,7 @@ import getpass
 import os
 
 from engine.cli import UserError
+from engine.cli.client import Client
 from engine.cli.common import add_state_args, config_from, data_dir_from
 from engine.cli.runs import load_run
 from engine.reactor.records import RecordError, RunStore
@@ -31,6 +32,11 @@ def who() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.url:
+        _, answer = Client(args.url).post(f"/api/runs/{args.run_id}/rollback",
+                                          params=[("force", "1")] if args.force else None)
+        report(args, answer["restored"])
+        return 0
     data_dir = data_dir_from(args, config_from(args))
     load_run(RunStore(data_dir), args.run_id)  # "no run X" before any lock or directory is made
     try:
@@ -38,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
             paths = rollback_run(data_dir, args.run_id, args.force, by=who())
     except (DataDirLocked, RollbackRefused, SnapshotError, RecordError) as exc:
         raise UserError(str(exc)) from None
+    report(args, paths)
+    return 0
+
+
+def report(args: argparse.Namespace, paths: list[str]) -> None:
     forced = " (forced)" if args.force else ""
     if not paths:
         print(f"run {args.run_id}: files already match its snapshot, nothing to restore{forced}")
@@ -45,4 +56,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"run {args.run_id} rolled back{forced}: {len(paths)} path(s) restored")
         for path in paths:
             print(f"  {path}")
-    return 0

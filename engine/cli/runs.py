@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from engine.cli import UserError
+from engine.cli.client import Client
 from engine.cli.common import add_state_args, config_from, data_dir_from
 from engine.events import parse_ts
 from engine.reactor.records import RUN_STATUSES, RecordError, RunRecord, RunStore, StepRecord
@@ -35,6 +36,8 @@ def load_run(store: RunStore, run_id: str) -> RunRecord:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.url:
+        return _remote(args)
     store = RunStore(data_dir_from(args, config_from(args)))
     if args.run_id:
         record = load_run(store, args.run_id)
@@ -44,6 +47,24 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
     records = store.list(args.limit, args.playbook, args.status,
                          on_error=lambda exc: print(f"aios-engine runs: warning: {exc}", file=sys.stderr))
+    _print_list(records, args, str(store.runs_dir))
+    return 0
+
+
+def _remote(args: argparse.Namespace) -> int:
+    client = Client(args.url)
+    if args.run_id:
+        record = RunRecord.from_dict(client.get(f"/api/runs/{args.run_id}"))
+        print(_json(record.to_dict()) if args.format == "json" else "\n".join(detail_lines(record)))
+        return 0
+    params = [("limit", str(args.limit))] + [(k, v) for k, v in (("playbook", args.playbook),
+                                                                   ("status", args.status)) if v]
+    records = [RunRecord.from_dict(r) for r in client.get("/api/runs", params)["runs"]]
+    _print_list(records, args, args.url)
+    return 0
+
+
+def _print_list(records: list[RunRecord], args: argparse.Namespace, where: str) -> None:
     if args.format == "json":
         for record in records:
             print(_json(record.to_dict()))
@@ -55,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{record.status:<11}  {record.priority or '-':<4}  {record.playbook:<24}  "
                   f"{record.agent or '-':<12}  {record.cause_type}{_rolled_back(record)}")
     else:
-        print(f"no runs in {store.runs_dir}" + (" match" if args.playbook or args.status else ""))
-    return 0
+        print(f"no runs in {where}" + (" match" if args.playbook or args.status else ""))
 
 
 def detail_lines(record: RunRecord) -> list[str]:

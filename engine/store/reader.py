@@ -9,6 +9,7 @@ import fnmatch
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,6 +91,24 @@ def read_events(events_dir: str | Path, since: datetime | None = None, until: da
         source = layout.source(day)
         if source is not None:
             yield from filter(accept, parse_lines(iter_lines(source), stats))
+
+
+def read_last(events_dir: str | Path, count: int, selector: EventFilter | None = None) -> list[dict[str, Any]]:
+    """The last `count` matching events (store order), reading days newest first: memory bounded by `count`."""
+    selector = selector or EventFilter()
+    accept = selector.compile()
+    first, last = selector.day_range()
+    layout = Layout(Path(events_dir))
+    found: list[dict[str, Any]] = []
+    for day in reversed(layout.days()):
+        if len(found) >= count or day < first:
+            break
+        source = layout.source(day)
+        if day > last or source is None:
+            continue
+        newest = deque(filter(accept, parse_lines(iter_lines(source), ReadStats())), maxlen=count - len(found))
+        found = [*newest, *found]
+    return found
 
 
 def read_ndjson(path: str | Path, stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:

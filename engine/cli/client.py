@@ -1,0 +1,60 @@
+"""Talking to a running engine (`--url`): a small JSON client on the standard library.
+
+The token comes from AIOS_TOKEN. Every failure becomes one UserError line: the engine's own JSON
+`error` (with its pointer when there is one), or why the engine could not be reached.
+"""
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import orjson
+
+from engine.cli import UserError
+
+TIMEOUT_S = 30.0
+
+
+class Client:
+    def __init__(self, url: str) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise UserError(f"--url must look like http://127.0.0.1:8765, not {url!r}")
+        self.base = url.rstrip("/")
+        self.token = os.environ.get("AIOS_TOKEN")
+
+    def get(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        return self._send(urllib.request.Request(self.base + path + query, method="GET"))[1]
+
+    def post(self, path: str, body: Any = None, params: list[tuple[str, str]] | None = None) -> tuple[int, Any]:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        data = orjson.dumps(body) if body is not None else b""
+        request = urllib.request.Request(self.base + path + query, data=data, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        return self._send(request)
+
+    def _send(self, request: urllib.request.Request) -> tuple[int, Any]:
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+                return response.status, orjson.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise UserError(_refusal(exc.code, exc.read())) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise UserError(f"cannot reach the engine at {self.base}: {reason}") from None
+
+
+def _refusal(status: int, body: bytes) -> str:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return f"the engine answered {status}"
+    message = payload.get("error", f"status {status}") if isinstance(payload, dict) else f"status {status}"
+    pointer = payload.get("pointer") if isinstance(payload, dict) else None
+    return f"refused ({status}): {message}" + (f" at {pointer}" if pointer else "")

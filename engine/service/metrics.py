@@ -1,0 +1,41 @@
+"""Prometheus metrics (`GET /metrics`), on a registry of the engine's own (not the process-global one),
+so several engines in one test process never share counters."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+MAX_TYPE_LABELS = 200  # event types are user input: past this many, the rest count as "other"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.ingested = Counter("aios_events_ingested", "Events stored, by type", ["type"], registry=r)
+        self.refused = Counter("aios_events_refused", "Events refused at intake, by reason", ["reason"], registry=r)
+        self.matches = Counter("aios_matches", "Decisions the matcher made, by playbook", ["playbook"], registry=r)
+        self.decisions = Counter("aios_decisions", "Scheduler decisions, by priority and outcome",
+                                 ["priority", "outcome"], registry=r)
+        self.queue_depth = Gauge("aios_queue_depth", "Runs waiting, by priority", ["priority"], registry=r)
+        self.running = Gauge("aios_runs_running", "Runs in progress", registry=r)
+        self.runs = Counter("aios_runs", "Finished runs, by outcome", ["outcome"], registry=r)
+        self.run_seconds = Histogram("aios_run_duration_seconds", "Run duration", registry=r,
+                                     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+        self.fsync_seconds = Histogram("aios_store_commit_seconds", "Group commit write+fsync time", registry=r,
+                                       buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                0.05, 0.1, 0.25, 1))
+        self.ws_clients = Gauge("aios_websocket_clients", "Connected WebSocket clients", registry=r)
+        self.agents_up = Gauge("aios_agents_up", "Supervised agents running", registry=r)
+        self._types: set[str] = set()
+
+    def count_ingested(self, event_type: str) -> None:
+        if event_type not in self._types:
+            if len(self._types) >= MAX_TYPE_LABELS:
+                event_type = "other"
+            else:
+                self._types.add(event_type)
+        self.ingested.labels(event_type).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
