@@ -1,55 +1,153 @@
-"""Agents as child processes of this engine: the AgentControl that `restart_agent` and `signal` act through.
+"""Agents as processes of this engine: the AgentControl that `restart_agent` and `signal` act through.
 
 Each agent runs in its own session (so it outlives the engine, as contract §7 wants) with its output
 appended to `data/agents/<name>.log` and `AIOS_AGENT`, `AIOS_URL` and a start marker (`AIOS_RUN_MARK`) in
 its environment; a restart kills the old tree through `proctree`, marker included, so a worker that
-called `setsid()` does not survive its agent. Watching, heartbeats and adoption after an engine restart
-belong to the supervisor, which builds on this.
+called `setsid()` does not survive its agent. An agent an earlier engine started is adopted: it is not
+our child, so it is watched and signalled through psutil, which refuses a pid that was reused. Watching,
+heartbeats, pidfiles and events belong to the supervisor, which builds on this.
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from engine.reactor import proctree
 
 _REAP_S = 5.0  # after the tree was killed, how long to wait for the old process to be reaped
+ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # so `python -m engine…` agents import this engine
 
 
 @dataclass(frozen=True, slots=True)
-class _Running:
-    popen: subprocess.Popen[bytes]
-    marker: str
-    create_time: float | None
+class Exit:
+    """How an agent's process ended: `exit_code`, or `signal` (its name) when one killed it. Both are None
+    for an adopted process: only its parent can learn how it ended, and that parent is not this engine."""
+
+    exit_code: int | None = None
+    signal: str | None = None
+
+
+def _exit_of(returncode: int) -> Exit:
+    """Popen's returncode (negative: killed by that signal) as an Exit."""
+    if returncode >= 0:
+        return Exit(exit_code=returncode)
+    try:
+        return Exit(signal=signal.Signals(-returncode).name)
+    except ValueError:  # a real-time signal without a name of its own
+        return Exit(signal=f"SIG{-returncode}")
+
+
+class AgentProcess:
+    """One agent's process: our child (`popen`), or adopted from an earlier engine (`proc`, psutil's handle,
+    which remembers the create_time and so never acts on a process that merely reuses the pid)."""
+
+    __slots__ = ("pid", "marker", "create_time", "popen", "proc")
+
+    def __init__(self, pid: int, marker: str, create_time: float | None,
+                 popen: subprocess.Popen[bytes] | None = None, proc: psutil.Process | None = None) -> None:
+        self.pid = pid
+        self.marker = marker
+        self.create_time = create_time
+        self.popen = popen
+        self.proc = proc
+
+    @property
+    def adopted(self) -> bool:
+        return self.popen is None
+
+    def exit(self) -> Exit | None:
+        """None while the process runs; how it ended otherwise (our child is reaped here)."""
+        if self.popen is not None:
+            code = self.popen.poll()
+            return None if code is None else _exit_of(code)
+        try:
+            alive = self.proc is not None and self.proc.is_running() and self.proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            alive = False
+        return None if alive else Exit()
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        """ProcessLookupError when the process is gone (or its pid now names another process)."""
+        try:
+            if self.popen is not None:
+                self.popen.send_signal(sig)  # our unreaped child: its pid cannot have been reused
+            elif self.proc is not None:
+                self.proc.send_signal(sig)
+        except psutil.NoSuchProcess:
+            raise ProcessLookupError(f"process {self.pid} is gone") from None
+        except psutil.AccessDenied:
+            raise PermissionError(f"not allowed to signal process {self.pid}") from None
 
 
 class LocalAgents:
-    """Starts, restarts and signals the agents of the config's `agents:` mapping (`{name: {command, cwd,
-    env}}`); `python` as the first word of a command is the engine's own interpreter."""
+    """Starts, adopts, restarts and signals the agents of the config's `agents:` mapping (`{name: {command,
+    cwd, env}}`); `python` as the first word of a command is the engine's own interpreter. `url` and `env`
+    (extra variables for every agent, such as `AIOS_TOKEN`) may be changed before agents are started."""
 
     def __init__(self, agents: Mapping[str, Mapping[str, Any]], data_dir: str | Path, url: str | None = None,
-                 grace_s: float = proctree.KILL_GRACE_S) -> None:
+                 grace_s: float = proctree.KILL_GRACE_S, env: Mapping[str, str] | None = None) -> None:
         self._specs = dict(agents)
         self._log_dir = Path(data_dir) / "agents"
-        self._url = url
+        self.url = url
+        self.env = dict(env or {})
         self._grace_s = grace_s
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, AgentProcess] = {}
         self._locks = {name: asyncio.Lock() for name in self._specs}  # one start or restart at a time per agent
 
     def known(self, name: str) -> bool:
         return name in self._specs
 
+    def log_path(self, name: str) -> Path:
+        return self._log_dir / f"{name}.log"
+
+    def command(self, name: str) -> list[str]:
+        """The argv the agent runs with: `python` as the first word becomes this engine's interpreter."""
+        command = [str(word) for word in self._specs[name]["command"]]
+        return [sys.executable, *command[1:]] if command[0] == "python" else command
+
+    def process(self, name: str) -> AgentProcess | None:
+        """The agent's current process, running or exited; None when it was never started (or is being
+        replaced right now)."""
+        return self._running.get(name)
+
+    def busy(self, name: str) -> bool:
+        """A start or restart of the agent is under way: its process is about to change."""
+        return self._lock(name).locked()
+
     def pid(self, name: str) -> int | None:
-        """The agent's pid while it runs (an exited agent is reaped here), else None."""
+        """The agent's pid while it runs (an exited child is reaped here), else None."""
         running = self._running.get(name)
-        return running.popen.pid if running and running.popen.poll() is None else None
+        return running.pid if running and running.exit() is None else None
+
+    def adopt(self, name: str, pid: int, create_time: float, marker: str) -> AgentProcess | None:
+        """Take over an agent an earlier engine started, when `pid` still names that very process: the same
+        create_time and, when its environment is readable, the same marker. None (and nothing adopted)
+        otherwise: the process is gone, a zombie, or an unrelated one that got the pid."""
+        self._lock(name)  # KeyError for an agent that is not declared
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() != create_time or proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            try:
+                if proc.environ().get(proctree.MARK_ENV) != marker:
+                    return None
+            except psutil.AccessDenied:  # another user's process: create_time alone has to do
+                pass
+        except psutil.Error:
+            return None
+        self._running[name] = running = AgentProcess(pid, marker, create_time, proc=proc)
+        return running
 
     async def start(self, name: str) -> dict[str, Any]:
         """Start the agent unless it runs already; `{agent, pid, started}`. OSError if it cannot start."""
@@ -61,7 +159,7 @@ class LocalAgents:
         async with self._lock(name):
             old = self._running.pop(name, None)
             killed = await asyncio.to_thread(self._kill, old) if old else []
-            return {**self._start(name), "old_pid": old.popen.pid if old else None, "killed": killed}
+            return {**self._start(name), "old_pid": old.pid if old else None, "killed": killed}
 
     async def signal(self, name: str, signal_name: str) -> dict[str, Any]:
         """Send a signal (`TERM`, `SIGHUP`…) to the agent's process; ProcessLookupError when it is not running."""
@@ -69,45 +167,58 @@ class LocalAgents:
         pid = self.pid(name)
         if pid is None:
             raise ProcessLookupError(f"agent {name!r} is not running")
-        self._running[name].popen.send_signal(sig)  # our unreaped child: its pid cannot have been reused
+        self._running[name].send_signal(sig)
         return {"agent": name, "pid": pid, "signal": sig.name}
 
     async def stop_all(self) -> dict[str, list[int]]:
-        """Kill every agent's tree; the pids signalled, per agent."""
+        """Kill every agent's tree; the pids signalled, per agent. The engine never calls this on its own
+        way out (agents outlive it); tools and tests do."""
         running, self._running = self._running, {}
         killed = await asyncio.gather(*(asyncio.to_thread(self._kill, item) for item in running.values()))
         return dict(zip(running, killed))
+
+    def release(self) -> None:
+        """Forget every process without touching it (the engine is going away; the agents stay)."""
+        self._running = {}
 
     def _lock(self, name: str) -> asyncio.Lock:
         if name not in self._locks:
             raise KeyError(f"agent {name!r} is not declared in the config")
         return self._locks[name]
 
+    def _environment(self, name: str, marker: str) -> dict[str, str]:
+        spec = self._specs[name]
+        env = {**os.environ, **self.env, **spec.get("env", {}), "AIOS_AGENT": name, proctree.MARK_ENV: marker}
+        if self.url:
+            env["AIOS_URL"] = self.url
+        if self._specs[name]["command"][0] == "python":  # an engine run from a checkout: let its modules be found
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), ENGINE_ROOT]))
+        return env
+
     def _start(self, name: str) -> dict[str, Any]:
         current = self.pid(name)
         if current is not None:
             return {"agent": name, "pid": current, "started": False}
-        spec = self._specs[name]
-        command = [str(word) for word in spec["command"]]
-        if command[0] == "python":
-            command[0] = sys.executable
+        command = self.command(name)
         marker = f"agent/{name}/{uuid.uuid4().hex[:12]}"
-        env = {**os.environ, **spec.get("env", {}), "AIOS_AGENT": name, proctree.MARK_ENV: marker}
-        if self._url:
-            env["AIOS_URL"] = self._url
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self._log_dir / f"{name}.log", "ab") as log:
+        with open(self.log_path(name), "ab") as log:  # O_APPEND: copy-truncate rotation stays safe
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            log.write(f"--- {stamp} aios-engine starts {name}: {subprocess.list2cmdline(command)}\n".encode())
+            log.flush()
             popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=spec.get("cwd"), env=env, start_new_session=True)
+                                     cwd=self._specs[name].get("cwd"), env=self._environment(name, marker),
+                                     start_new_session=True)
         known = proctree.describe(popen.pid)
-        self._running[name] = _Running(popen, marker, known["create_time"] if known else None)
+        self._running[name] = AgentProcess(popen.pid, marker, known["create_time"] if known else None, popen=popen)
         return {"agent": name, "pid": popen.pid, "started": True}
 
-    def _kill(self, running: _Running) -> list[int]:
-        """Kill the tree and reap the agent (blocking: run it in a thread)."""
-        killed = proctree.kill_tree(running.popen.pid, running.marker, self._grace_s, running.create_time)
-        try:
-            running.popen.wait(_REAP_S)
-        except subprocess.TimeoutExpired:  # unkillable (uninterruptible sleep): leave it to a later poll
-            pass
+    def _kill(self, running: AgentProcess) -> list[int]:
+        """Kill the tree and reap the agent when it is our child (blocking: run it in a thread)."""
+        killed = proctree.kill_tree(running.pid, running.marker, self._grace_s, running.create_time)
+        if running.popen is not None:
+            try:
+                running.popen.wait(_REAP_S)
+            except subprocess.TimeoutExpired:  # unkillable (uninterruptible sleep): leave it to a later poll
+                pass
         return killed

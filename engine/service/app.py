@@ -87,7 +87,7 @@ class Engine:
         self.registry = Registry(self.rules_dir, emit=self._emit_later, config=config)
         self.matcher = Matcher(self.registry.index, clock)
         self.url = f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::') else self.host}:{self.port}"
-        self.supervisor = Supervisor(config.agents, self.data_dir, self.url, self._emit_raw, clock)
+        self.supervisor = Supervisor(config.agents, self.data_dir, self.url, self._emit_raw, clock, token=self.token)
         self.sensors = build_sensors(config.raw["sensors"], self.data_dir, self.supervisor.pids)
         reactor_cfg = config.raw["reactor"]
         self.dispatcher = Dispatcher(
@@ -126,8 +126,6 @@ class Engine:
         await self._flush_later()
         log.info("rules loaded", extra={"loaded": len(outcome.loaded), "rejected": list(outcome.rejected)})
         await self.reactor.recover()
-        await self.supervisor.start()
-        self._schedule_jobs()
         self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -135,6 +133,9 @@ class Engine:
         if self.port == 0:  # an ephemeral port (tests): learn which
             self.port = self._runner.addresses[0][1]
             self.url = f"http://127.0.0.1:{self.port}"
+        self.supervisor.url = self.url  # agents are told where to post: the server is listening now
+        await self.supervisor.start()
+        self._schedule_jobs()
         log.info("engine started", extra={"url": self.url, "data_dir": str(self.data_dir),
                                           "rules_dir": str(self.rules_dir)})
 
