@@ -6,7 +6,7 @@ import difflib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import fastjsonschema
 import orjson
@@ -34,7 +34,8 @@ def fast_validator(name: str) -> Callable[[Any], Any]:
     It neither fills `default`s into what it checks nor builds detailed messages (`schema_errors`
     explains failures), which also keeps compiling it short.
     """
-    return fastjsonschema.compile(load_schema(name), use_default=False, detailed_exceptions=False)
+    # A copy: fastjsonschema rewrites every `$ref` it resolves in place, into an absolute URI.
+    return fastjsonschema.compile(copy.deepcopy(load_schema(name)), use_default=False, detailed_exceptions=False)
 
 
 def is_valid(name: str, instance: Any) -> bool:
@@ -88,18 +89,23 @@ _VALUE_KEYWORDS = frozenset({"type", "pattern", "enum", "const", "not", "minLeng
 _SHORT = 60
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
     """repr() cut to a readable length: a message never echoes a megabyte of input."""
     text = repr(value)
     return text if len(text) <= _SHORT else text[: _SHORT - 3] + "..."
 
 
-def _suggest(word: Any, options: Any, schema: dict[str, Any]) -> str | None:
-    """The closest allowed name, for schemas marked `x-suggest` (where typos are likely)."""
-    if not schema.get("x-suggest") or not isinstance(word, str) or len(word) > 100:
+def closest_name(word: str, options: Any) -> str | None:
+    """The option `word` is most likely a typo of, if any is close enough."""
+    if len(word) > 100:  # difflib is quadratic; no name is that long
         return None
     close = difflib.get_close_matches(word, [str(option) for option in options], n=1)
     return close[0] if close else None
+
+
+def _suggest(word: Any, options: Any, schema: dict[str, Any]) -> str | None:
+    """The closest allowed name, for schemas marked `x-suggest` (where typos are likely)."""
+    return closest_name(word, options) if schema.get("x-suggest") and isinstance(word, str) else None
 
 
 def _with_hint(message: str, schema: dict[str, Any]) -> str:
@@ -117,14 +123,14 @@ def _message(error: jsonschema.ValidationError) -> str:
         except ValueError as exc:
             return str(exc)
     if expected and error.validator in _VALUE_KEYWORDS:
-        message = f"{_short(error.instance)} is not {expected}"
+        message = f"{short_repr(error.instance)} is not {expected}"
         close = _suggest(error.instance, schema.get("enum", ()), schema)
         message += f": did you mean '{close}'?" if close else ""
     else:
         message = error.message
         long = repr(error.instance)
         if len(long) > _SHORT and message.startswith(long):
-            message = _short(error.instance) + message[len(long):]
+            message = short_repr(error.instance) + message[len(long):]
     return _with_hint(message, schema)
 
 
@@ -145,7 +151,13 @@ def _code(error: jsonschema.ValidationError) -> str:
 
 def schema_errors(name: str, instance: Any) -> list[SchemaError]:
     """Every violation of schema `name`, sorted by pointer, each with a one-line message."""
-    out: list[SchemaError] = []
+    return sorted(set(iter_schema_errors(name, instance)), key=lambda e: (e.pointer, e.message))
+
+
+def iter_schema_errors(name: str, instance: Any) -> Iterator[SchemaError]:
+    """The violations of schema `name` as they are found (unsorted, maybe repeated): stop early at will."""
+    if is_valid(name, instance):  # the common case, without loading the precise validator
+        return
     for error in validator(name).iter_errors(instance):
         for leaf in _leaf_errors(error):
             pointer = _pointer(leaf.absolute_path)
@@ -154,17 +166,16 @@ def schema_errors(name: str, instance: Any) -> list[SchemaError]:
                 patterns = leaf.schema.get("patternProperties", {})
                 for key in leaf.instance:
                     if key not in allowed and not patterns:
-                        out.append(SchemaError(pointer_join(pointer, key), _unknown_key(key, allowed, leaf.schema),
-                                               True, "unknown-key"))
+                        yield SchemaError(pointer_join(pointer, key), _unknown_key(key, allowed, leaf.schema), True,
+                                          "unknown-key")
                 continue
             if "propertyNames" in leaf.absolute_schema_path:
                 expected = leaf.schema.get("x-expected") if isinstance(leaf.schema, dict) else None
-                message = f"{_short(leaf.instance)} is not {expected}" if expected \
+                message = f"{short_repr(leaf.instance)} is not {expected}" if expected \
                     else f"invalid name {leaf.instance!r}: {leaf.message}"
-                out.append(SchemaError(pointer_join(pointer, leaf.instance), message, True, _code(leaf)))
+                yield SchemaError(pointer_join(pointer, leaf.instance), message, True, _code(leaf))
                 continue
-            out.append(SchemaError(pointer, _message(leaf), False, _code(leaf)))
-    return sorted(set(out), key=lambda e: (e.pointer, e.message))
+            yield SchemaError(pointer, _message(leaf), False, _code(leaf))
 
 
 def apply_defaults(schema: dict[str, Any], instance: Any) -> Any:
@@ -174,7 +185,8 @@ def apply_defaults(schema: dict[str, Any], instance: Any) -> Any:
     return instance
 
 
-def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+def resolve_ref(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    """The schema a local `$ref` (`#/...`) points at; `schema` itself when it has none."""
     ref = schema.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/"):
         target: Any = root
@@ -185,7 +197,7 @@ def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fill(schema: dict[str, Any], instance: Any, load_root: dict[str, Any]) -> None:
-    schema = _resolve(schema, load_root)
+    schema = resolve_ref(schema, load_root)
     if isinstance(instance, dict):
         for key, sub in schema.get("properties", {}).items():
             if key not in instance and "default" in sub:

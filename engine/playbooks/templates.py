@@ -50,13 +50,14 @@ def parse_template(text: str) -> tuple[Part, ...]:
         if token in ("{{", "}}"):
             literal.append(token[0])
             continue
+        where = f"at character {match.start() + 1}"
         if token == "}":
-            raise TemplateError("single '}' (write '}}' for a literal brace)", match.start())
+            raise TemplateError(f"'}}' {where} closes nothing (write '}}}}' for a literal brace)", match.start())
         if token == "{":
-            raise TemplateError("'{' is not closed (write '{{' for a literal brace)", match.start())
+            raise TemplateError(f"'{{' {where} is not closed (write '{{{{' for a literal brace)", match.start())
         path = match.group(1)
         if not _PATH.fullmatch(path):
-            raise TemplateError(f"invalid template {token!r}: expected {{dotted.path}}, e.g. {{data.pid}} "
+            raise TemplateError(f"the braces {where} hold {path!r}, not a dotted path such as data.pid "
                                 "(write '{{' and '}}' for literal braces)", match.start())
         if any(literal):
             parts.append("".join(literal))

@@ -56,8 +56,9 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             return error(403, f"cross-origin write refused: Origin {origin!r} is not {own!r}")
     try:
         return await handler(request)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error(413, f"request body over the limit of {exc.max_size} bytes", limit=exc.max_size)
+    except web.HTTPRequestEntityTooLarge:
+        limit = engine.config.raw["server"]["max_body_bytes"]
+        return error(413, f"request body over the limit of {limit} bytes", limit=limit)
     except web.HTTPException as exc:
         if exc.status >= 400 and request.path.startswith("/api/"):
             return error(exc.status, exc.reason)

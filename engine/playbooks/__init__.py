@@ -1,0 +1,1 @@
+"""Playbooks: schema, lint, compiler, matcher, registry, replay."""

@@ -1,0 +1,99 @@
+"""Backtest (contract §3): which playbook each stored event would have triggered. Runs no action.
+
+Deterministic: events in store order (day by day, raw and archived, file order within a day), and
+each event's own `ts` is the matcher's clock, so `sustained` and `throttle` windows are those of the
+time the events happened. An event without a readable `ts` takes the time of the one before it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.events import parse_ts
+from engine.playbooks.compiler import Index
+from engine.playbooks.matcher import Match, Matcher
+
+KINDS = ("disabled", "sustained", "throttled", "outranked")
+
+
+@dataclass(slots=True)
+class Summary:
+    """Totals of a replay: per playbook, runs and candidates set aside by kind of reason."""
+
+    playbooks: list[str]
+    events: int = 0
+    matched: int = 0  # events with at least one candidate
+    triggering: int = 0  # events with at least one decision
+    fired: Counter[str] = field(default_factory=Counter)
+    suppressed: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add(self, match: Match) -> None:
+        self.events += 1
+        if match.decisions or match.set_aside:
+            self.matched += 1
+        if match.decisions:
+            self.triggering += 1
+        for decision in match.decisions:
+            self.fired[decision.playbook_id] += 1
+        for aside in match.set_aside:
+            self.suppressed.setdefault(aside.playbook_id, Counter())[aside.kind] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"events": self.events, "matched": self.matched, "triggering": self.triggering,
+                "runs": sum(self.fired.values()),
+                "playbooks": {pid: {"fired": self.fired[pid], "suppressed": dict(self.suppressed.get(pid, {}))}
+                              for pid in self.playbooks}}
+
+    def text(self) -> list[str]:
+        """A table: one row per playbook, a column per kind of reason."""
+        width = max([len("playbook"), *map(len, self.playbooks)])
+        lines = [f"{self.events} events, {self.matched} with candidates, {self.triggering} triggering "
+                 f"events, {sum(self.fired.values())} runs",
+                 f"{'playbook':<{width}}  {'fired':>7}" + "".join(f"  {kind:>10}" for kind in KINDS)]
+        for pid in self.playbooks:
+            counts = self.suppressed.get(pid, Counter())
+            lines.append(f"{pid:<{width}}  {self.fired[pid]:>7}" + "".join(f"  {counts[kind]:>10}" for kind in KINDS))
+        return lines
+
+
+def replay(events: Iterable[dict[str, Any]], index: Index, summary: Summary) -> Iterator[tuple[dict[str, Any], Match]]:
+    """Each event that has candidates, with what it triggers; every event is counted in `summary`."""
+    matcher = Matcher(index)
+    now = 0.0
+    for event in events:
+        now = event_time(event, now)
+        match = matcher.match(event, now)
+        summary.add(match)
+        if match.decisions or match.set_aside:
+            yield event, match
+
+
+def event_time(event: dict[str, Any], default: float) -> float:
+    """The event's `ts` in epoch seconds, or `default` when it has none that parses."""
+    try:
+        return parse_ts(event["ts"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return default
+
+
+def json_records(match: Match) -> list[dict[str, Any]]:
+    """§3: one object per decision; when none, one with `"playbook": null` and the best candidate's reason."""
+    if not match.decisions:
+        return [{"event": match.event_id, "type": match.event_type, "playbook": None, "reason": match.reason}]
+    return [{"event": match.event_id, "type": match.event_type, "playbook": d.playbook_id, "priority": d.priority,
+             "confidence": d.confidence} for d in match.decisions]
+
+
+def text_lines(event: dict[str, Any], match: Match) -> list[str]:
+    """`ts  id  type  -> playbook (P1, 0.9)`, with the candidates set aside after the winner."""
+    head = f"{event.get('ts', '-')}  {match.event_id}  {match.event_type}"
+    if not match.decisions:
+        return [f"{head}  -> none ({match.reason})"]
+    aside = "; ".join(f"{s.playbook_id}: {s.reason}" for s in match.set_aside)
+    lines = [f"{head}  -> {d.playbook_id} ({d.priority}, {d.confidence}"
+             f"{'' if d.exclusive else ', beside'})" for d in match.decisions]
+    if aside:
+        lines[-1] += f"  [set aside: {aside}]"
+    return lines
