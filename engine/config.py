@@ -70,6 +70,8 @@ def check_document(doc: Document) -> list[Diagnostic]:
         if isinstance(store, dict) and isinstance(store.get("raw_days"), int) \
                 and isinstance(store.get("delete_days"), int) and store["delete_days"] <= store["raw_days"]:
             out.append(Diagnostic(doc.loc("/store/delete_days"), "delete_days must be greater than raw_days"))
+    if not out:
+        out.extend(_pipeline_problems(doc))
     if not out:  # thresholds the schema cannot express (clear below high…), checked with defaults applied
         from engine.sensors import config_problems  # noqa: PLC0415 - keeps psutil out of plain config loads
 
@@ -77,6 +79,38 @@ def check_document(doc: Document) -> list[Diagnostic]:
         found = {Diagnostic(doc.loc(pointer), message) for pointer, message in config_problems(full["sensors"])}
         out.extend(found)  # a default shared by sensors is reported once, at the nearest key written
     return sorted(out, key=lambda d: (d.loc.line, d.loc.col))
+
+
+def _pipeline_problems(doc: Document) -> list[Diagnostic]:
+    """Task ids unique, `needs` naming tasks of the same pipeline, no cycles."""
+    out = []
+    pipelines = doc.value.get("pipelines", {}) if isinstance(doc.value, dict) else {}
+    for name, spec in pipelines.items():
+        ids: dict[str, int] = {}
+        for index, task in enumerate(spec["tasks"]):
+            if task["id"] in ids:
+                out.append(Diagnostic(doc.loc(f"/pipelines/{name}/tasks/{index}/id"),
+                                      f"duplicate task id {task['id']!r} in pipeline {name}"))
+            ids[task["id"]] = index
+        for index, task in enumerate(spec["tasks"]):
+            for n, need in enumerate(task.get("needs", [])):
+                if need not in ids:
+                    out.append(Diagnostic(doc.loc(f"/pipelines/{name}/tasks/{index}/needs/{n}"),
+                                          f"needs {need!r}, which is not a task of pipeline {name}"))
+        if not out and _has_cycle({t["id"]: t.get("needs", []) for t in spec["tasks"]}):
+            out.append(Diagnostic(doc.loc(f"/pipelines/{name}/tasks"), f"the tasks of pipeline {name} form a cycle"))
+    return out
+
+
+def _has_cycle(needs: dict[str, list[str]]) -> bool:
+    remaining = dict(needs)
+    while remaining:
+        ready = [node for node, deps in remaining.items() if not any(d in remaining for d in deps)]
+        if not ready:
+            return True
+        for node in ready:
+            del remaining[node]
+    return False
 
 
 def load_config(path: str | Path | None) -> Config:

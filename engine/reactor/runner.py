@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.actions.process import run_mark
 from engine.actions.base import Action, ActionError, AgentControl, RunInfo, Services, StepResult
+from engine.dag import run_dag
 from engine.events import format_ts
 from engine.playbooks.model import Playbook, Retry, Step
 from engine.playbooks.templates import TemplateError, render, render_tree, resolve
@@ -184,36 +185,17 @@ class _Run:
     async def steps(self, done: dict[str, bool], resume: dict[str, tuple[int, float]] | None = None) -> str | None:
         """Run every step not in `done`; returns the id of the first failed step, or None."""
         resume = resume or {}
-        pending = {s.id: s for s in self.pb.steps if s.id not in done}
-        running: dict[asyncio.Task[StepResult], str] = {}
-        failed: str | None = None
-        try:
-            while pending or running:
-                for step_id, step in list(pending.items()):
-                    if any(done.get(need) is False for need in step.needs):
-                        done[step_id] = False
-                        del pending[step_id]
-                        await self.journal.awrite("skip", step=step_id)
-                        self.record.steps.append(StepRecord(id=step_id, action=step.action, status="skipped"))
-                    elif all(done.get(need) for need in step.needs):
-                        del pending[step_id]
-                        first, until = resume.get(step_id, (1, None))
-                        task = asyncio.ensure_future(self.step(step, first_attempt=first, resume_at=until))
-                        running[task] = step_id
-                if not running:
-                    break
-                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in finished:
-                    step_id = running.pop(task)
-                    done[step_id] = task.result().ok
-                    if not done[step_id] and failed is None:
-                        failed = step_id
-        finally:
-            for task in running:
-                task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
-        return failed
+        by_id = {s.id: s for s in self.pb.steps}
+
+        async def run(step_id: str) -> bool:
+            first, until = resume.get(step_id, (1, None))
+            return (await self.step(by_id[step_id], first_attempt=first, resume_at=until)).ok
+
+        async def skip(step_id: str) -> None:
+            await self.journal.awrite("skip", step=step_id)
+            self.record.steps.append(StepRecord(id=step_id, action=by_id[step_id].action, status="skipped"))
+
+        return await run_dag({s.id: s.needs for s in self.pb.steps}, run, done, skip)
 
     async def roll_back(self, why: str) -> None:
         """Restore files, then the rollback steps in reverse order (failures there are recorded, not fatal)."""

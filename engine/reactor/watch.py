@@ -37,6 +37,10 @@ class EventWatcher:
                 keep.append(waiter)
         self._waiters = keep
 
+    def recent(self, predicate: Callable[[dict[str, Any]], bool], since: float) -> list[dict[str, Any]]:
+        """Events seen since `since` (epoch s) for which `predicate` holds, oldest first."""
+        return [event for seen_at, event in self._recent if seen_at >= since and predicate(event)]
+
     async def wait_for(self, type_: str, where: dict[str, Any], within_s: float,
                        since: float) -> dict[str, Any] | None:
         """The first event of `type_` matching `where` seen since `since` (epoch s), or None at the limit."""

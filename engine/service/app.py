@@ -39,7 +39,9 @@ from engine.reactor.rollback import RollbackRefused, rollback_run
 from engine.reactor.runner import Reactor, ReactorDeps
 from engine.reactor.watch import EventWatcher
 from engine.scheduler import Job, Scheduler
-from engine.sensors import build_sensors
+from engine.pipeline.base import PipelineContext
+from engine.pipeline.runner import run_pipeline
+from engine.sensors import build_sensors, scan_all
 from engine.service.api import build_app
 from engine.service.metrics import Metrics
 from engine.store.writer import EventWriter
@@ -108,6 +110,7 @@ class Engine:
                                    queue_max=reactor_cfg["queue_max"], aging_s=parse_duration(reactor_cfg["aging"]))
         self.dispatcher.attach(self.scheduler, self.reactor)
         self.weekly_hooks: list[Callable[[], Awaitable[Any]]] = []
+        self.sensor_errors: dict[str, str] = {}
         self._jobs = AsyncIOScheduler(timezone=timezone.utc)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._matcher_task: asyncio.Task[None] | None = None
@@ -164,9 +167,13 @@ class Engine:
 
     def _schedule_jobs(self) -> None:
         jobs = self._jobs
-        interval = parse_duration(self.config.raw["sensors"]["interval"])
-        jobs.add_job(self._scan_sensors, "interval", seconds=interval, id="sensors", max_instances=1,
-                     coalesce=True)
+        pipelines = {name: spec for name, spec in self.config.raw["pipelines"].items() if spec["enabled"]}
+        for name, spec in pipelines.items():
+            jobs.add_job(self._run_pipeline, "interval", args=(name, spec), seconds=parse_duration(spec["every"]),
+                         id=f"pipeline:{name}", max_instances=1, coalesce=True)
+        if not any(t["task"] == "sensor_scan" for spec in pipelines.values() for t in spec["tasks"]):
+            jobs.add_job(self._scan_sensors, "interval", seconds=parse_duration(self.config.raw["sensors"]["interval"]),
+                         id="sensors", max_instances=1, coalesce=True)
         jobs.add_job(self._check_agents, "interval", seconds=1.0, id="supervise", max_instances=1, coalesce=True)
         jobs.add_job(self.reload_rules, "interval", seconds=2.0, id="rules", max_instances=1, coalesce=True)
         jobs.add_job(self._retention, "cron", hour=0, minute=10, id="retention", max_instances=1, coalesce=True)
@@ -257,15 +264,15 @@ class Engine:
 
     # -- periodic jobs ----------------------------------------------------------------------------
     async def _scan_sensors(self) -> None:
-        now = self.clock()
-        for sensor in self.sensors:
-            try:
-                events = await asyncio.to_thread(sensor.scan, now)
-            except Exception:
-                log.exception("sensor %s failed", sensor.name)
-                continue
-            for event in events:
-                await self._emit_raw(event)
+        result = await asyncio.to_thread(scan_all, self.sensors, self.clock())
+        self.sensor_errors = result.errors
+        for event in result.events:
+            await self._emit_raw(event)
+
+    async def _run_pipeline(self, name: str, spec: dict[str, Any]) -> None:
+        ctx = PipelineContext(name, self._emit_raw, self.sensors, self.watcher.recent, self.clock, asyncio.sleep,
+                              self.clock())
+        await run_pipeline(name, spec, ctx)
 
     async def _check_agents(self) -> None:
         await self.supervisor.check(self.clock())
@@ -327,7 +334,8 @@ class Engine:
             "scheduler": {"state": "ok" if loop_ok else "stopped", "queued": self.scheduler.depth,
                           "running": self.scheduler.running},
             "rules": rules,
-            "sensors": {"state": "ok" if self._jobs.running else "stopped", "sensors": [s.name for s in self.sensors]},
+            "sensors": {"state": ("failing" if self.sensor_errors else "ok") if self._jobs.running else "stopped",
+                        "sensors": [s.name for s in self.sensors], "errors": self.sensor_errors},
             "agents": {"state": "ok", "agents": {a["name"]: a["state"] for a in self.supervisor.view()}},
         }
         ok = writable and loop_ok and not self.stopping
