@@ -64,14 +64,20 @@ class IdGenerator:
         # Uniqueness needs unpredictable seeds, not a cryptographic stream: seed a fast PRNG from urandom.
         self._randbits = randbits or functools.partial(random.Random(os.urandom(16)).getrandbits, 80)
         self._last = 0
+        self._prefix_ms = -1
+        self._prefix = ""
 
     def __call__(self) -> str:
         value = (int(self._clock() * 1000) << 80) | self._randbits()
         if value <= self._last:
             value = self._last + 1
         self._last = value
+        millis = value >> 80
+        if millis != self._prefix_ms:  # the 10 time characters change once per millisecond
+            self._prefix_ms = millis
+            self._prefix = "".join([_PAIRS[(millis >> shift) & 1023] for shift in (40, 30, 20, 10, 0)])
         pairs = _PAIRS
-        return "".join([pairs[(value >> shift) & 1023] for shift in range(120, -1, -10)])
+        return self._prefix + "".join([pairs[(value >> shift) & 1023] for shift in (70, 60, 50, 40, 30, 20, 10, 0)])
 
 
 @functools.lru_cache(maxsize=4)
