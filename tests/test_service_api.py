@@ -190,3 +190,20 @@ def test_503_while_the_disk_is_full_nothing_half_written_and_recovery_when_space
             assert (await http.get("/api/health")).status == 200
 
         run_engine(tmp_path, body, data_dir=data)
+
+
+def test_reload_keeps_the_old_config_when_the_new_one_is_invalid_and_picks_up_new_rules(tmp_path: Path):
+    async def body(engine, http):
+        (tmp_path / "aios.yaml").write_text("server:\n  port: 1\n  port: 2\n")
+        (tmp_path / "rules" / "more.yaml").write_text(
+            "id: more\non: agent.down\nsteps:\n  - {id: s, action: emit, with: {type: ops.more}}\n")
+        answer = await (await http.post("/api/reload")).json()
+        assert answer["config"] == "rejected" and "duplicate key 'port'" in answer["errors"][0]
+        assert answer["rules"]["loaded"] == [str(tmp_path / "rules" / "more.yaml")]
+        rejected = await wait_for_event(engine, lambda e: e["type"] == "config.rejected")
+        assert "aios.yaml:3:3" in rejected["data"]["errors"][0]
+        assert engine.config.raw["sensors"]["interval"] == "1h"  # the old config stays
+        playbooks = await (await http.get("/api/playbooks")).json()
+        assert [p["id"] for p in playbooks["playbooks"]] == ["more", "note-errors"]
+
+    run_engine(tmp_path, body)
