@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from engine.actions import ACTIONS  # noqa: E402
+from engine.actions import ACTIONS
+from engine.agents.local import LocalAgents  # noqa: E402
 from engine.bus import Bus  # noqa: E402
 from engine.dispatch import Dispatcher  # noqa: E402
 from engine.emitter import EngineEmitter  # noqa: E402
@@ -51,17 +52,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class NoAgents:
-    def known(self, name: str) -> bool:
-        return False
-
-    async def restart(self, name: str) -> dict[str, Any]:
-        raise OSError("none")
-
-    async def signal(self, name: str, signal_name: str) -> dict[str, Any]:
-        raise OSError("none")
-
-
 async def engine_latency(data_dir: Path, seconds: float) -> tuple[list[float], list[float]]:
     """Probe events (agent.error) among 1,000 heartbeats/s: latency until the scheduler decided (queued
     the run) and until the `scheduler.decision` event is durably stored."""
@@ -73,7 +63,8 @@ async def engine_latency(data_dir: Path, seconds: float) -> tuple[list[float], l
     matcher = Matcher(Index(PLAYBOOKS), clock)
     dispatcher = Dispatcher(emitter=emitter, clock=clock, breaker=CircuitBreaker(clock),
                             budget=Budget(clock, max_runs=10**9), loop=LoopGuard(clock))
-    reactor = Reactor(ReactorDeps(data_dir=data_dir, emit=dispatcher.emit_run_event, agents=NoAgents(),
+    reactor = Reactor(ReactorDeps(data_dir=data_dir, emit=dispatcher.emit_run_event,
+                                  agents=LocalAgents({}, data_dir),
                                   wait_for=EventWatcher(clock).wait_for, compact=_nothing, actions=ACTIONS,
                                   playbook=lambda _: None, python=sys.executable))
     sent: dict[str, float] = {}
@@ -89,7 +80,7 @@ async def engine_latency(data_dir: Path, seconds: float) -> tuple[list[float], l
             stored.append(time.perf_counter() - started)
 
     scheduler = Scheduler(start=reactor.run, emit=on_decision, clock=clock, new_id=intake.validator.new_id)
-    dispatcher.attach(scheduler, reactor)
+    dispatcher.attach(scheduler)
     sub = bus.subscribe("matcher", "*")
 
     async def matcher_loop() -> None:
@@ -197,7 +188,7 @@ async def runs_per_second(data_dir: Path, action: str, count: int) -> float:
     step = {"id": "noop", "action": "shell", "with": {"argv": NOOP}} if action == "shell" else \
         {"id": "noop", "action": "emit", "with": {"type": "bench.noop"}}
     playbook = playbook_from({"id": "noop", "on": "a.b", "steps": [step]})
-    reactor = Reactor(ReactorDeps(data_dir=data_dir, emit=emit, agents=NoAgents(),
+    reactor = Reactor(ReactorDeps(data_dir=data_dir, emit=emit, agents=LocalAgents({}, data_dir),
                                   wait_for=EventWatcher(time.time).wait_for, compact=_nothing, actions=ACTIONS,
                                   playbook=lambda _: playbook, python=sys.executable))
     ids = iter(range(10**9))

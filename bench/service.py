@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import socket
 import subprocess
@@ -136,7 +135,7 @@ def main() -> None:
                         break
                 except OSError:
                     if time.monotonic() > deadline or engine.poll() is not None:
-                        raise SystemExit(f"engine did not start: {engine.stderr.read() if engine.stderr else ''}")
+                        raise SystemExit(f"engine did not start: {engine.stderr.read() if engine.stderr else ''}") from None
                     time.sleep(0.1)
             time.sleep(2.0)
             idle = rss_mb(engine.pid)

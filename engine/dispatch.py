@@ -15,7 +15,6 @@ from engine.emitter import EngineEmitter
 from engine.playbooks.model import Playbook
 from engine.playbooks.templates import TemplateError, render, resolve
 from engine.reactor.guards import Budget, CircuitBreaker, LoopGuard, SetAside
-from engine.reactor.runner import Reactor
 from engine.scheduler import Job, Scheduler
 
 AGENT_ACTIONS = ("restart_agent", "signal")
@@ -43,12 +42,11 @@ class Dispatcher:
         self.budget = budget
         self.loop = loop
         self.scheduler: Scheduler | None = None
-        self.reactor: Reactor | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
-    def attach(self, scheduler: Scheduler, reactor: Reactor) -> None:
+    def attach(self, scheduler: Scheduler) -> None:
+        """The scheduler is built after the dispatcher (it emits through it), so it is attached here."""
         self.scheduler = scheduler
-        self.reactor = reactor
 
     async def dispatch(self, playbook: Playbook, event: dict[str, Any], priority: str,
                        key: tuple[Any, ...]) -> str:

@@ -12,7 +12,7 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import fastjsonschema

@@ -9,21 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.actions import ACTIONS
+from engine.agents.local import LocalAgents
 from engine.playbooks.model import Playbook, playbook_from
 from engine.reactor.runner import Reactor, ReactorDeps
 from engine.reactor.watch import EventWatcher
 from engine.scheduler import Job
-
-
-class NoAgents:
-    def known(self, name: str) -> bool:
-        return False
-
-    async def restart(self, name: str) -> dict[str, Any]:
-        raise OSError("no agents here")
-
-    async def signal(self, name: str, signal_name: str) -> dict[str, Any]:
-        raise OSError("no agents here")
 
 
 class Harness:
@@ -37,7 +27,8 @@ class Harness:
         clock = clock or time.time
         self.watcher = EventWatcher(clock)
         self.reactor = Reactor(ReactorDeps(
-            data_dir=data_dir, emit=self.emit, agents=NoAgents(), wait_for=self.watcher.wait_for,
+            data_dir=data_dir, emit=self.emit, agents=LocalAgents({}, data_dir),
+            wait_for=self.watcher.wait_for,
             compact=self.compact, actions=ACTIONS, playbook=self.playbooks.get, clock=clock, sleep=sleep,
             rng=random.Random(1), python=sys.executable))
 

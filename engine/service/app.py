@@ -108,7 +108,7 @@ class Engine:
         self.scheduler = Scheduler(start=self._start_run, emit=self._on_decision, clock=clock,
                                    new_id=self.validator.new_id, max_concurrent=reactor_cfg["max_concurrent"],
                                    queue_max=reactor_cfg["queue_max"], aging_s=parse_duration(reactor_cfg["aging"]))
-        self.dispatcher.attach(self.scheduler, self.reactor)
+        self.dispatcher.attach(self.scheduler)
         self.weekly_hooks: list[Callable[[], Awaitable[Any]]] = []
         self.sensor_errors: dict[str, str] = {}
         self._jobs = AsyncIOScheduler(timezone=timezone.utc)
