@@ -245,7 +245,9 @@ class Reactor:
                 await run.capture(self._pre_run_paths(run))
             failed = await run.steps(done, resume)
         except asyncio.CancelledError:
-            await asyncio.shield(self._fail(run, "cancelled", "engine stopped before the run finished"))
+            # Shutdown cancels a run once; finishing the rollback here (not in the background) means the
+            # engine closes its store only after the files are restored and the outcome is recorded.
+            await self._fail(run, "cancelled", "engine stopped before the run finished")
             raise
         except (SnapshotError, ActionError, OSError) as exc:
             return await self._fail(run, "failed", f"snapshot: {exc}")
