@@ -10,6 +10,7 @@ crash `recover()` resumes runs that were waiting for a retry and rolls back runs
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,6 +31,7 @@ from engine.reactor.snapshot import Snapshot, SnapshotError, SnapshotMissing
 from engine.scheduler import Job
 
 TAIL = 4096
+log = logging.getLogger("aios.reactor")
 
 # emit(type, data, cause_event, severity) -> the stored event
 Emit = Callable[[str, dict[str, Any], dict[str, Any], str], Awaitable[dict[str, Any]]]
@@ -73,6 +75,7 @@ class _Run:
         self.record = record
         self.results: dict[str, StepResult] = {}
         self.snapshot: Snapshot | None = None
+        self._saving = asyncio.Lock()
 
     # -- templates --------------------------------------------------------------------------------
     def lookup(self, path: str) -> Any:
@@ -145,6 +148,9 @@ class _Run:
                             "warning")
         except (ActionError, SnapshotError, OSError) as exc:
             result = StepResult(ok=False, error=str(exc))
+        except Exception as exc:  # a bug in an action fails its step, never the engine
+            log.exception("action %s of run %s failed unexpectedly", step.action, self.job.run_id)
+            result = StepResult(ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
         finished = deps.clock()
         await self.journal.awrite("result", step=step.id, attempt=attempt, ok=result.ok, exit_code=result.exit_code,
                            stdout=result.stdout[-TAIL:], error=result.error)
@@ -153,8 +159,13 @@ class _Run:
             ok=result.ok, exit_code=result.exit_code, detail=result.detail, stdout=result.stdout,
             stderr=result.stderr, error=result.error))
         self.results[step.id] = result
-        await asyncio.to_thread(self.store.save, self.record)  # readable progress: `aios-engine runs ID` while it runs
+        await self.save()  # readable progress: `aios-engine runs ID` while it runs
         return result
+
+    async def save(self) -> None:
+        """Write the record off the event loop, one write at a time: parallel steps share one record file."""
+        async with self._saving:
+            await asyncio.to_thread(self.store.save, self.record)
 
     async def capture(self, paths: list[str]) -> None:
         """Snapshot `paths` (first capture wins), creating the run's snapshot on first need."""
@@ -242,15 +253,16 @@ class Reactor:
                        resume: dict[str, tuple[int, float]] | None = None) -> str:
         try:
             if not done:  # a fresh run (a resumed one has its snapshot already)
-                await run.capture(self._pre_run_paths(run))
+                try:
+                    await run.capture(self._pre_run_paths(run))
+                except (SnapshotError, ActionError, OSError) as exc:
+                    return await self._fail(run, "failed", f"snapshot: {exc}")
             failed = await run.steps(done, resume)
         except asyncio.CancelledError:
             # Shutdown cancels a run once; finishing the rollback here (not in the background) means the
             # engine closes its store only after the files are restored and the outcome is recorded.
             await self._fail(run, "cancelled", "engine stopped before the run finished")
             raise
-        except (SnapshotError, ActionError, OSError) as exc:
-            return await self._fail(run, "failed", f"snapshot: {exc}")
         if failed is None:
             run.record.status = "succeeded"
             await run.emit("reactor.succeeded", {"steps": len(run.pb.steps)})
@@ -291,7 +303,7 @@ class Reactor:
             await asyncio.to_thread(run.snapshot.seal)
         run.record.status = status
         run.record.finished = format_ts(self.deps.clock())
-        await asyncio.to_thread(self.store.save, run.record)
+        await run.save()
         await run.journal.awrite("end", status=status)
         if self.deps.on_outcome is not None:
             self.deps.on_outcome(run.job, status)
