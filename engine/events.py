@@ -18,7 +18,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
-from engine.schemas import load_schema, schema_errors
+from engine.schemas import fast_validator, schema_errors
 from engine.yaml_loader import pointer_join
 
 Clock = Callable[[], float]  # seconds since the epoch, like time.time
@@ -139,7 +139,7 @@ class EventValidator:
         self._max_future_s = max_future_s
         self._max_age_s = max_age_s
         self.new_id = ids or IdGenerator(clock)
-        self._fast = fastjsonschema.compile(load_schema("event"))
+        self._fast = fast_validator("event")
 
     def normalize(self, raw: Any, source: str = "api", external: bool = True) -> dict[str, Any]:
         """The stored form of `raw`. `external` events may not use the engine's reserved types."""

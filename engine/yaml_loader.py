@@ -9,7 +9,7 @@ semantic errors can name `file:line:col`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,25 +53,41 @@ class YamlError(Exception):
 
 @dataclass(slots=True)
 class Document:
-    """A loaded YAML document: the value plus positions by JSON pointer ('' is the root)."""
+    """A loaded YAML document: the plain value, plus the node tree that knows where everything was.
+
+    Positions are looked up only when something is reported, by walking the nodes along a JSON pointer,
+    so loading a file that is fine costs no position bookkeeping at all.
+    """
 
     value: Any
     file: str
-    locs: dict[str, Loc] = field(default_factory=dict)
-    key_locs: dict[str, Loc] = field(default_factory=dict)
+    root: Node | None = None
+
+    def _walk(self, pointer: str) -> tuple[Node | None, Node | None]:
+        """(deepest node reached along `pointer`, the key node of the last step when it was reached)."""
+        node, key_node = self.root, None
+        for token in pointer.split("/")[1:] if pointer else []:
+            token = token.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, MappingNode):
+                match = next(((k, v) for k, v in node.value if isinstance(k, ScalarNode) and k.value == token), None)
+                if match is None:
+                    return node, None
+                key_node, node = match
+            elif isinstance(node, SequenceNode) and token.isdigit() and int(token) < len(node.value):
+                key_node, node = None, node.value[int(token)]
+            else:
+                return node, None
+        return node, key_node
 
     def loc(self, pointer: str) -> Loc:
-        """Position of the value at `pointer`, or of its nearest ancestor that has one."""
-        while True:
-            if pointer in self.locs:
-                return self.locs[pointer]
-            if not pointer:
-                return Loc(self.file, 1, 1)
-            pointer = pointer.rsplit("/", 1)[0]
+        """Position of the value at `pointer`, or of its nearest ancestor that exists."""
+        node, _ = self._walk(pointer)
+        return _loc(self.file, node.start_mark) if node is not None else Loc(self.file, 1, 1)
 
     def key_loc(self, pointer: str) -> Loc:
         """Position of the mapping key that holds `pointer` (falls back to the value's position)."""
-        return self.key_locs.get(pointer) or self.loc(pointer)
+        node, key_node = self._walk(pointer)
+        return _loc(self.file, key_node.start_mark) if key_node is not None else self.loc(pointer)
 
 
 def pointer_join(base: str, token: str | int) -> str:
@@ -125,11 +141,23 @@ class _DepthError(Exception):
 
 if _Parser.__module__.endswith("_yaml"):
     class _Loader(_Composer, _Parser, _Resolver):  # type: ignore[misc, valid-type]
+        """libyaml's parser, PyYAML's composer (in Python, depth-bounded)."""
+
         def __init__(self, text: str) -> None:
             _Parser.__init__(self, text)
             _Composer.__init__(self)
             _Resolver.__init__(self)
+
+    class _FastLoader(_Parser, _Resolver):  # type: ignore[misc, valid-type]
+        """libyaml's parser and composer, both in C: several times faster, but its composer recurses on
+        the C stack, so it only gets text whose nesting is provably shallow (`_surely_shallow`)."""
+
+        def __init__(self, text: str) -> None:
+            _Parser.__init__(self, text)
+            _Resolver.__init__(self)
 else:  # pragma: no cover
+    _FastLoader = None  # type: ignore[assignment, misc]
+
     class _Loader(Reader, Scanner, _Parser, _Composer, _Resolver):  # type: ignore[misc, no-redef]
         def __init__(self, text: str) -> None:
             Reader.__init__(self, text)
@@ -146,51 +174,51 @@ def _loc(file: str, mark: Any) -> Loc:
 class _Builder:
     """Turns a node graph into plain values, counting nodes so aliases cannot blow up."""
 
-    def __init__(self, doc: Document) -> None:
-        self.doc = doc
+    def __init__(self, file: str) -> None:
+        self.file = file
         self.count = 0
         self.active: set[int] = set()
 
-    def build(self, node: Node, pointer: str) -> Any:
+    def build(self, node: Node) -> Any:
         self.count += 1
-        loc = _loc(self.doc.file, node.start_mark)
         if self.count > MAX_NODES:
-            raise YamlError(loc, f"document expands to more than {MAX_NODES} values (alias bomb?)")
-        self.doc.locs.setdefault(pointer, loc)
+            raise YamlError(_loc(self.file, node.start_mark),
+                            f"document expands to more than {MAX_NODES} values (alias bomb?)")
         if isinstance(node, ScalarNode):
-            return self._scalar(node, loc)
+            return self._scalar(node, self.file)
         if id(node) in self.active:
-            raise YamlError(loc, "recursive alias")
+            raise YamlError(_loc(self.file, node.start_mark), "recursive alias")
         self.active.add(id(node))
         try:
             if isinstance(node, SequenceNode):
-                return [self.build(item, pointer_join(pointer, i)) for i, item in enumerate(node.value)]
+                return [self.build(item) for item in node.value]
             if isinstance(node, MappingNode):
-                return self._mapping(node, pointer)
+                return self._mapping(node)
         finally:
             self.active.discard(id(node))
-        raise YamlError(loc, f"unsupported node {node.tag}")  # pragma: no cover
+        raise YamlError(_loc(self.file, node.start_mark), f"unsupported node {node.tag}")  # pragma: no cover
 
-    def _mapping(self, node: MappingNode, pointer: str) -> dict[str, Any]:
+    def _mapping(self, node: MappingNode) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        first_seen: dict[str, Loc] = {}
         for key_node, value_node in node.value:
-            key_loc = _loc(self.doc.file, key_node.start_mark)
             if not isinstance(key_node, ScalarNode):
-                raise YamlError(key_loc, "mapping keys must be plain scalars")
+                raise YamlError(_loc(self.file, key_node.start_mark), "mapping keys must be plain scalars")
             key = key_node.value  # keys stay strings: `on`, `1`, `true` are all names
-            if key == "<<" and not key_node.style:
-                raise YamlError(key_loc, "merge keys (<<) are not supported; write the keys out")
-            if key in first_seen:
-                raise YamlError(key_loc, f"duplicate key '{key}' (first defined at {first_seen[key]})")
-            first_seen[key] = key_loc
-            child = pointer_join(pointer, key)
-            self.doc.key_locs[child] = key_loc
-            out[key] = self.build(value_node, child)
+            if key in out or (key == "<<" and not key_node.style):
+                raise self._bad_key(node, key_node)
+            out[key] = self.build(value_node)
         return out
 
+    def _bad_key(self, node: MappingNode, key_node: ScalarNode) -> YamlError:
+        where = _loc(self.file, key_node.start_mark)
+        if key_node.value == "<<" and not key_node.style:
+            return YamlError(where, "merge keys (<<) are not supported; write the keys out")
+        first = next(k for k, _ in node.value if isinstance(k, ScalarNode) and k.value == key_node.value)
+        return YamlError(where, f"duplicate key '{key_node.value}' (first defined at "
+                                f"{_loc(self.file, first.start_mark)})")
+
     @staticmethod
-    def _scalar(node: ScalarNode, loc: Loc) -> Any:
+    def _scalar(node: ScalarNode, file: str) -> Any:
         tag, value = node.tag, node.value
         try:
             if tag == "tag:yaml.org,2002:str":
@@ -204,15 +232,30 @@ class _Builder:
             if tag == "tag:yaml.org,2002:float":
                 return float(value.replace("Inf", "inf").replace("INF", "inf"))
         except ValueError:
-            raise YamlError(loc, f"invalid {tag.rsplit(':', 1)[-1]} value {value!r}") from None
-        raise YamlError(loc, f"unsupported tag {tag}")
+            raise YamlError(_loc(file, node.start_mark), f"invalid {tag.rsplit(':', 1)[-1]} value {value!r}") from None
+        raise YamlError(_loc(file, node.start_mark), f"unsupported tag {tag}")
+
+
+def _surely_shallow(text: str) -> bool:
+    """True when `text` cannot nest deeper than MAX_DEPTH: a cheap upper bound.
+
+    Every level is opened by a `[`, a `{`, or a block collection; block levels need more indentation
+    than their parent or a `-`/`:` on the same line. So flow brackets plus, for the worst line, its
+    indentation and its dashes and colons bound the depth.
+    """
+    flow = text.count("[") + text.count("{")
+    if flow > MAX_DEPTH:
+        return False
+    worst = max((len(line) - len(line.lstrip(" ")) + line.count("-") + line.count(":")
+                 for line in text.splitlines()), default=0)
+    return flow + worst + 2 <= MAX_DEPTH
 
 
 def load_text(text: str, file: str = "<string>") -> Document:
     """Load one YAML document from text. Raises YamlError with a position for any bad input."""
     if len(text) > MAX_BYTES:
         raise YamlError(Loc(file, 1, 1), f"file is larger than {MAX_BYTES} bytes")
-    loader = _Loader(text)
+    loader = _FastLoader(text) if _FastLoader is not None and _surely_shallow(text) else _Loader(text)
     try:
         node = loader.get_single_node()
     except _DepthError as exc:
@@ -226,10 +269,7 @@ def load_text(text: str, file: str = "<string>") -> Document:
         raise YamlError(Loc(file, 1, 1), str(exc).splitlines()[0]) from None
     finally:
         loader.dispose()
-    doc = Document(value=None, file=file)
-    if node is not None:
-        doc.value = _Builder(doc).build(node, "")
-    return doc
+    return Document(_Builder(file).build(node) if node is not None else None, file, node)
 
 
 def load_file(path: str | Path) -> Document:

@@ -11,18 +11,18 @@ import os
 import sys
 import traceback
 
-# Command modules, in the order `--help` lists them.
-COMMANDS = (
-    "run",
-    "lint",
-    "replay",
-    "emit",
-    "events",
-    "compact",
-    "runs",
-    "rollback",
-    "config_check",
-)
+# Command name -> its module, in the order `--help` lists them.
+COMMANDS = {
+    "run": "run",
+    "lint": "lint",
+    "replay": "replay",
+    "emit": "emit",
+    "events": "events",
+    "compact": "compact",
+    "runs": "runs",
+    "rollback": "rollback",
+    "config": "config_check",
+}
 
 
 class UserError(Exception):
@@ -33,23 +33,23 @@ class UserError(Exception):
         self.code = code
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; when `argv` names a command, only that command's module is imported (start-up time:
+    `lint` in CI should not pay for the service's imports)."""
     parser = argparse.ArgumentParser(prog="aios-engine", description="Self-healing rule engine for AI agents.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"engine.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"engine.cli.{name}":
-                continue  # not built yet
-            raise
-        module.register(sub)
+    first = next((a for a in argv or () if not a.startswith("-")), None)
+    for name, module_name in COMMANDS.items():
+        if first in COMMANDS and name != first:
+            continue
+        importlib.import_module(f"engine.cli.{module_name}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args, extra = parser.parse_known_args(argv)
     # Positional items after options (`emit T --agent a n=3`) land in `extra`; commands that take
     # a free list of items declare it with `set_defaults(trailing="<attribute>")`.

@@ -10,7 +10,6 @@ calls back up the chain.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from engine.config import Config
 from engine.playbooks.compiler import Index
-from engine.playbooks.lint import SUFFIXES, lint_file
+from engine.playbooks.lint import lint_file, rule_files
 from engine.playbooks.model import Playbook
 
 SOURCE = "engine.rules"
@@ -117,16 +116,6 @@ class Registry:
         rejected = {name: list(known.errors) for name, known in self._files.items() if known.errors}
         return {"state": "degraded" if rejected else "ok", "playbooks": len(self.index.playbooks),
                 "files": len(self._files), "rejected": rejected}
-
-
-def rule_files(root: Path) -> list[str]:
-    """The playbook files under `root`, sorted, as lint picks them: *.yaml and *.yml, hidden names skipped."""
-    found = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [name for name in dirs if not name.startswith(".")]
-        found.extend(os.path.join(folder, name) for name in names
-                     if name.endswith(SUFFIXES) and not name.startswith("."))
-    return sorted(found)
 
 
 def _digest(name: str) -> bytes:
