@@ -240,13 +240,13 @@ def _surely_shallow(text: str) -> bool:
     """True when `text` cannot nest deeper than MAX_DEPTH: a cheap upper bound.
 
     Every level is opened by a `[`, a `{`, or a block collection; block levels need more indentation
-    than their parent or a `-`/`:` on the same line. So flow brackets plus, for the worst line, its
-    indentation and its dashes and colons bound the depth.
+    than their parent or an indicator (`-`, `:`, `?`) on the same line. So flow brackets plus, for the
+    worst line, its indentation and its indicator characters bound the depth.
     """
     flow = text.count("[") + text.count("{")
     if flow > MAX_DEPTH:
         return False
-    worst = max((len(line) - len(line.lstrip(" ")) + line.count("-") + line.count(":")
+    worst = max((len(line) - len(line.lstrip(" ")) + line.count("-") + line.count(":") + line.count("?")
                  for line in text.splitlines()), default=0)
     return flow + worst + 2 <= MAX_DEPTH
 
