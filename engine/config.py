@@ -73,7 +73,7 @@ def check_document(doc: Document) -> list[Diagnostic]:
     if not out:
         out.extend(_pipeline_problems(doc))
     if not out:  # thresholds the schema cannot express (clear below high…), checked with defaults applied
-        from engine.sensors import config_problems  # noqa: PLC0415 - keeps psutil out of plain config loads
+        from engine.sensors.thresholds import config_problems  # noqa: PLC0415 - keeps psutil out of plain config loads
 
         full = apply_defaults(load_schema("config"), doc.value if doc.value is not None else {})
         found = {Diagnostic(doc.loc(pointer), message) for pointer, message in config_problems(full["sensors"])}

@@ -12,7 +12,8 @@ from engine.config import ConfigError, load_config
 from engine.schemas import apply_defaults, load_schema
 from engine.yaml_loader import load_file
 from engine.events import EventValidator
-from engine.sensors import build_sensors, config_problems, scan_all
+from engine.sensors.build import build_sensors, scan_all
+from engine.sensors.thresholds import config_problems
 from engine.sensors.agents import AgentReading, AgentsSensor
 from engine.sensors.base import Hysteresis, Sensor, Threshold, ThresholdError
 from engine.sensors.cpu import CpuReading, CpuSensor

@@ -5,7 +5,7 @@ import asyncio
 from typing import Any
 
 from engine.pipeline.base import PipelineContext, Task, TaskResult
-from engine.sensors import scan_all
+from engine.sensors.build import scan_all
 
 
 class SensorScan(Task):

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol
 
 import psutil
 
-from engine.durations import parse_duration
+from engine.sensors.thresholds import Threshold, ThresholdError  # noqa: F401 - re-exported
 
 Event = dict[str, Any]
 AgentPids = Callable[[], dict[str, int]]  # the supervisor's live agents: name -> pid
@@ -36,45 +36,6 @@ class Sensor(ABC):
         """Raw events (`type`, `source`, `severity`, `data`, `agent` when about one) for the alerts that
         fire, repeat or clear at `now`; [] when nothing changed or there is no reading yet. Never
         publishes, never sleeps; scans of one sensor must not overlap (it is not thread-safe)."""
-
-
-class ThresholdError(ValueError):
-    """Threshold values that cannot work together; `key` names the offending one."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-
-
-@dataclass(frozen=True, slots=True)
-class Threshold:
-    """Alert at or above `high` for `for_scans` consecutive scans; clear at or below `clear` (< high).
-
-    `repeat` (seconds) re-announces a firing alert that long after its last announcement; None never.
-    """
-
-    high: float
-    clear: float
-    for_scans: int = 2
-    repeat: float | None = None
-
-    def __post_init__(self) -> None:
-        if not self.clear < self.high:
-            raise ThresholdError("clear",
-                                 f"clear ({self.clear}) must be below high ({self.high}), or alerts would flap")
-        if self.for_scans < 1:
-            raise ThresholdError("for_scans", f"for_scans must be at least 1, not {self.for_scans}")
-        if self.repeat is not None and self.repeat <= 0:
-            raise ThresholdError("repeat", "repeat must be a positive duration, or null for never")
-
-    @classmethod
-    def from_config(cls, levels: dict[str, Any], timing: dict[str, Any] | None = None) -> Threshold:
-        """`high`/`clear` from `levels`, `for_scans`/`repeat` (a duration or null) from `timing` (default:
-        the same config section)."""
-        timing = levels if timing is None else timing
-        repeat = timing["repeat"]
-        return cls(levels["high"], levels["clear"], timing["for_scans"],
-                   None if repeat is None else parse_duration(repeat))
 
 
 # What an alert's event says besides the threshold bookkeeping: its `data`, and the agent it is about.

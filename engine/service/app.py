@@ -41,7 +41,7 @@ from engine.reactor.watch import EventWatcher
 from engine.scheduler import Job, Scheduler
 from engine.pipeline.base import PipelineContext
 from engine.pipeline.runner import run_pipeline
-from engine.sensors import build_sensors, scan_all
+from engine.sensors.build import build_sensors, scan_all
 from engine.service.api import build_app
 from engine.service.metrics import Metrics
 from engine.store.writer import EventWriter
