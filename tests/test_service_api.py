@@ -206,3 +206,30 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_invalid_and_picks_up_ne
         assert [p["id"] for p in playbooks["playbooks"]] == ["more", "note-errors"]
 
     run_engine(tmp_path, body)
+
+
+def test_the_cli_talks_to_a_running_engine_with_url(tmp_path: Path):
+    import asyncio
+
+    from conftest import run_cli
+
+    async def body(engine, http):
+        def cli(*args: str):
+            return run_cli(*args, "--url", engine.url)
+
+        emitted = await asyncio.to_thread(cli, "emit", "agent.error", "--agent", "coder", "code=500")
+        assert emitted.returncode == 0, emitted.stderr
+        event_id = emitted.stdout.strip()
+        done = await wait_for_event(engine, lambda e: e["type"] == "reactor.succeeded")
+        listed = await asyncio.to_thread(cli, "events", "--type", "agent.*", "--format", "json")
+        assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [event_id]
+        runs = await asyncio.to_thread(cli, "runs")
+        assert done["data"]["run_id"] in runs.stdout and "note-errors" in runs.stdout
+        one = await asyncio.to_thread(cli, "runs", done["data"]["run_id"])
+        assert "status    succeeded" in one.stdout
+        refused = await asyncio.to_thread(cli, "emit", "reactor.failed")
+        assert refused.returncode == 1 and "refused (400)" in refused.stderr and "/type" in refused.stderr
+        no_run = await asyncio.to_thread(cli, "rollback", "01NOSUCHRUN00000000000000A")
+        assert no_run.returncode == 1 and "no run" in no_run.stderr
+
+    run_engine(tmp_path, body)
