@@ -263,6 +263,8 @@ def load_text(text: str, file: str = "<string>") -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = _loc(file, mark) if mark else Loc(file, 1, 1)
+        if "maximum nesting depth" in (exc.problem or ""):  # newer libyaml stops deep input itself
+            raise YamlError(where, f"nesting deeper than {MAX_DEPTH} levels") from None
         message = "; ".join(part for part in (exc.context, exc.problem) if part)
         raise YamlError(where, message or "invalid YAML") from None
     except yaml.YAMLError as exc:  # reader errors: control characters and the like
