@@ -1,4 +1,5 @@
-"""`aios-engine compact [--now ISO]`: run retention now, under the data-dir lock."""
+"""`aios-engine compact [--now ISO]`: run retention now (events, then run records and snapshots), under the
+data-dir lock."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,7 @@ from datetime import datetime, timezone
 
 from engine.cli import UserError
 from engine.cli.common import add_state_args, config_from, data_dir_from, parse_when
+from engine.reactor.records import RunStore
 from engine.store.layout import Layout
 from engine.store.lock import DataDirLocked, DataLock
 from engine.store.retention import compact
@@ -25,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with DataLock(data_dir):
             report = compact(Layout.under(data_dir), now, config.store["raw_days"], config.store["delete_days"])
+            pruned = RunStore(data_dir).prune(now, config.raw["reactor"]["keep_runs_days"])
     except DataDirLocked as exc:
         raise UserError(str(exc)) from None
     print(f"archived {len(report.archived)} day(s), deleted {len(report.deleted)} day(s), "
@@ -33,4 +36,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  archived {day}")
     for day in report.deleted:
         print(f"  deleted  {day} (summary kept)")
+    if pruned:
+        print(f"deleted {len(pruned)} run record(s) and their snapshots older than "
+              f"{config.raw['reactor']['keep_runs_days']} days")
     return 0
