@@ -7,7 +7,6 @@ a playbook that can never win, one that triggers itself. A file with any error c
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 from dataclasses import dataclass, field
@@ -109,6 +108,8 @@ def _check_files(files: list[str], config: Config | None, jobs: int) -> list[_Fi
     """Per-file checks, in file order; in a fork pool when there is enough work for several processes."""
     if jobs <= 1 or len(files) < 2 * _CHUNK:
         return [_check_file(name, config) for name in files]
+    import multiprocessing  # noqa: PLC0415 - only the CLI's parallel lint needs it, never the engine
+
     fast_validator(SCHEMA)  # compiled once here, inherited by every worker
     load_schema("event")
     with multiprocessing.get_context("fork").Pool(min(jobs, len(files) // _CHUNK)) as pool:
