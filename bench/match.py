@@ -77,15 +77,14 @@ class Unsharded:
     """One durable-rules ruleset for every type: each rule also tests the event's type."""
 
     def __init__(self, playbooks: list[Playbook]) -> None:
-        paths: dict[str, int] = {}
-        builder = RuleBuilder(paths)
+        builder = RuleBuilder()
         typed = [dataclasses.replace(p, when=(Condition("type", "eq", p.on[0]), *p.when)) for p in playbooks]
         self.rules = [rule for rule in map(builder.build, typed) if rule is not None]
-        self.shard = Shard("bench:unsharded", self.rules, paths)
+        self.shard = Shard("bench:unsharded", self.rules, builder)
         self.playbooks = {p.id: p for p in playbooks}
 
     def candidates(self, event: dict[str, Any]) -> list[Playbook]:
-        return [r.playbook for r in self.shard.fire(event, {}) if not r.residual or all_hold(r.residual, event)]
+        return [r.playbook for r in self.shard.fire(event, {}, {}) if not r.residual or all_hold(r.residual, event)]
 
 
 def per_event_us(runs: list[tuple[Any, list[dict[str, Any]]]], budget_s: float, rounds: int = 5) -> list[float]:

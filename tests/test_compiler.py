@@ -108,7 +108,8 @@ def test_compiled_matches_reference(data: st.DataObject) -> None:
 @given(data=st.data())
 def test_sharded_and_dispatched_match_reference(data: st.DataObject) -> None:
     """The same with tiny shards, so that every type is split over several rulesets and dispatched."""
-    with patch.object(compiler, "SHARD_RULES", 2), patch.object(compiler, "SHARD_BRANCHES", 6):
+    with patch.object(compiler, "SHARD_RULES", 2), patch.object(compiler, "SHARD_BRANCHES", 6), \
+            patch.object(compiler, "SHARD_KEYS", 2):
         check_parity(data, 16)
 
 
@@ -196,6 +197,35 @@ def test_in_lists_on_the_dispatch_path() -> None:
         event = {"type": TYPE, "agent": f"a{i}", "data": {"n": 1}}
         found = index.candidates(event)
         assert len(found) == len({p.id for p in found}) and {p.id for p in found} == reference(playbooks, event)
+
+
+def test_values_spread_over_rulesets_of_few_keys() -> None:
+    """50 agents with a playbook each: rulesets of at most SHARD_KEYS values; an event visits one of them.
+    An `in` list over 20 of the agents sits in two of those rulesets and is still found once."""
+    playbooks = [playbook(i, (Condition("agent", "eq", f"a{i}"), Condition("data.n", "gt", 0))) for i in range(50)]
+    playbooks.append(playbook(99, (Condition("agent", "in", [f"a{i}" for i in range(20)]),)))
+    index = Index(playbooks)
+    compiled_type = index.types[TYPE]
+    assert len(compiled_type.by_key) == 50 and compiled_type.repeats
+    for i in range(50):
+        route = compiled_type.by_key[f'"a{i}']
+        assert len(route) == 1 and len(route[0][0].rules) <= compiler.SHARD_KEYS + 1
+        event = {"type": TYPE, "agent": f"a{i}", "data": {"n": 1}}
+        found = [p.id for p in index.candidates(event)]
+        assert len(found) == len(set(found)) and set(found) == reference(playbooks, event)
+
+
+def test_probe_slots() -> None:
+    """durable-rules probes a node's children from FNV-1a(name) mod 32: dispatch fields take one even slot
+    each, fact fields odd slots other than the primer's, distinct while there are free ones."""
+    assert compiler._slot("a") == 0xE40C292C % 32 and compiler._slot("foobar") == 0xBF9CF968 % 32
+    assert sorted(map(compiler._slot, compiler.DISPATCH_NAMES)) == list(range(0, 32, 2))
+    builder = compiler.RuleBuilder()
+    names = [builder.field(kind, f"data.p{i}") for i in range(10) for kind in "kns"]
+    slots = [compiler._slot(name) for name in names]
+    assert len(set(names)) == 30 and set(slots) <= compiler.FIELD_SLOTS
+    assert len(set(slots[:len(compiler.FIELD_SLOTS)])) == len(compiler.FIELD_SLOTS)
+    assert compiler._slot(compiler._PRIMER_FIELD) not in compiler.FIELD_SLOTS
 
 
 def test_reload_reuses_unchanged_types() -> None:

@@ -17,6 +17,9 @@ What durable-rules does, measured (docs/matcher.md), and how this module copes:
 - It compares a field rule after rule (≈ 50-100 ns each) but finds a field *name* by its hash. So the
   path most rules of a type test for equality (`agent: coder`) is the dispatch path: in Python its value
   picks the shards holding its rules, and in the engine each value is a field name (`d<n>`).
+- That hash only picks one of 32 slots to start a linear probe from, and the probe reads every child up to
+  the next empty slot, for every field of the fact. Field names are chosen by slot (`_slot`): dispatch
+  fields on distinct even slots, at most SHARD_KEYS of them per shard, fact fields on odd ones.
 - `matches` (regex in its own dialect), very long `in` lists and numbers it cannot hold exactly are
   checked in Python after the engine matched the rest (`residual`). An event whose own values cannot be
   encoded exactly (an integer beyond 2**53 under an ordering test) is evaluated by the reference.
@@ -27,10 +30,11 @@ What durable-rules does, measured (docs/matcher.md), and how this module copes:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import struct
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +128,32 @@ def _string_field(value: Any) -> str | None:
 ENCODERS: dict[str, Callable[[Any], str | None]] = {"k": equality_key, "n": _number_field, "s": _string_field}
 
 
+def _slot(name: str) -> int:
+    """Where durable-rules starts looking for a field `name` among a node's children: FNV-1a (32 bits) of the
+    name, low 5 bits. It probes linearly from there to the next empty slot, reading every child on the way."""
+    value = 0x811C9DC5
+    for byte in name.encode():
+        value = ((value ^ byte) * 16777619) & 0xFFFFFFFF
+    return value & 31
+
+
+def _named(prefix: str, slots: Container[int], taken: Container[str] = ()) -> str:
+    """The first of `<prefix>0`, `<prefix>1`, ... that is not `taken` and whose probe slot is in `slots`."""
+    names = (f"{prefix}{n}" for n in itertools.count())
+    return next(name for name in names if name not in taken and _slot(name) in slots)
+
+
+# Dispatch fields take the even probe slots, one each, so the root of a keyed ruleset (at most SHARD_KEYS
+# values) has at most one child per slot besides the primer; fact fields take the odd slots but the
+# primer's. A probe then reads at most the child it looks for (with d0..d49 in one ruleset, each fact read
+# ≈ 100 children at the root).
+_PRIMER_FIELD = "_prime"
+FIELD_SLOTS = frozenset(range(1, 32, 2)) - {_slot(_PRIMER_FIELD)}
+DISPATCH_NAMES = tuple(_named("d", {slot}) for slot in range(0, 32, 2))
+SHARD_KEYS = len(DISPATCH_NAMES)
+_FACT_START = {name: {name: 1} for name in DISPATCH_NAMES}  # a dispatched event's fact starts as a copy
+
+
 class _Never(Exception):
     """A condition no event can satisfy: the playbook is left out of the index."""
 
@@ -140,23 +170,45 @@ class Rule:
     keyed: dict[str, tuple[tuple[str, ...], dict[str, Any]]]  # path → (keys one of which it must have, term)
 
     def dispatched(self, path: str, names: dict[str, str]) -> Rule:
-        """This rule with its equality test on `path` replaced by a test of the dispatch field of each
-        key (`d<n>`), which the engine finds by its name's hash instead of comparing every rule's value."""
+        """This rule with its equality test on `path` replaced by a test of the dispatch field that its
+        ruleset gave each of its keys (`names`), which the engine finds by the name's hash instead of
+        comparing every rule's value."""
         keys, term = self.keyed[path]
-        tests = [{"$ex": {names[key]: 1}} for key in keys]
+        tests = [{"$ex": {names[key]: 1}} for key in keys if key in names]
         first = tests[0] if len(tests) == 1 else {"$or": tests}  # first: the root finds it by name
         terms = (first, *(t for t in self.terms if t is not term))
         return Rule(self.playbook, terms, self.residual, _fields(terms), self.branches, self.keyed)
 
 
-class RuleBuilder:
-    """Turns conditions into engine terms; fields are named by the index of their path in `paths`."""
+FactField = tuple[str, tuple[str, ...], Callable[[Any], str | None]]  # name, path split, encoder
 
-    def __init__(self, paths: dict[str, int]) -> None:
-        self.paths = paths
+
+class RuleBuilder:
+    """Turns conditions into engine terms on fact fields, which it names and lists in `fields`."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, FactField] = {}
+        self._names: dict[tuple[str, str], str] = {}
+        self._slots: set[int] = set()
+        self._layouts: dict[frozenset[str], tuple[FactField, ...]] = {}
 
     def field(self, kind: str, path: str) -> str:
-        return f"{kind}{self.paths.setdefault(path, len(self.paths))}"
+        """The field of encoding `kind` (a key of ENCODERS) of `path`: `<kind><n>`, on a field slot that
+        no other field takes while one is free (a node's children then differ in slot too)."""
+        name = self._names.get((kind, path))
+        if name is None:
+            name = self._names[(kind, path)] = _named(kind, FIELD_SLOTS - self._slots or FIELD_SLOTS, self.fields)
+            self._slots.add(_slot(name))
+            self.fields[name] = (name, split_path(path), ENCODERS[kind])
+        return name
+
+    def layout(self, used: Iterable[str]) -> tuple[FactField, ...]:
+        """The fields `used`, in the order they were named: one tuple for all shards that use the same."""
+        key = frozenset(used)
+        found = self._layouts.get(key)
+        if found is None:
+            found = self._layouts[key] = tuple(field for name, field in self.fields.items() if name in key)
+        return found
 
     def build(self, playbook: Playbook) -> Rule | None:
         """The rule, or None when a condition can never hold."""
@@ -258,7 +310,7 @@ def _names(term: Any) -> Iterable[str]:
             yield from _names(item)
 
 
-_PRIMER = '{"_prime":"1"}'  # a fact only the primer rule matches
+_PRIMER = orjson.dumps({_PRIMER_FIELD: "1"}).decode()  # a fact only the primer rule matches
 
 
 def _prime(handle: int) -> None:
@@ -270,9 +322,9 @@ def _prime(handle: int) -> None:
     engine.retract_fact(handle, _PRIMER)
 
 
-def _release(handle: int, primed: list[bool]) -> None:
+def _release(handle: int, primed: bool) -> None:
     """Free a ruleset: its state first (delete_ruleset alone leaks it), if a fact ever created one."""
-    if primed[0]:
+    if primed:
         engine.delete_state(handle, None)
     engine.delete_ruleset(handle)
 
@@ -280,28 +332,28 @@ def _release(handle: int, primed: list[bool]) -> None:
 class Shard:
     """One durable-rules ruleset of at most SHARD_RULES rules, freed with the object."""
 
-    __slots__ = ("handle", "rules", "fields", "primed", "__weakref__")
+    __slots__ = ("handle", "rules", "fields", "primed", "_finalizer", "__weakref__")
 
-    def __init__(self, name: str, rules: list[Rule], paths: dict[str, int]) -> None:
+    def __init__(self, name: str, rules: list[Rule], builder: RuleBuilder) -> None:
         self.rules = {f"r{i}": rule for i, rule in enumerate(rules)}
         definition = {key: {"all": [{"m": _conjunction(rule.terms)}]} for key, rule in self.rules.items()}
-        definition["_prime"] = {"all": [{"m": {"_prime": "1"}}]}
-        by_index = {index: split_path(path) for path, index in paths.items()}
-        used = sorted({field for rule in rules for field in rule.fields}, key=lambda f: (int(f[1:]), f[0]))
-        self.fields = tuple((field, by_index[int(field[1:])], ENCODERS[field[0]]) for field in used)
+        definition["_prime"] = {"all": [{"m": {_PRIMER_FIELD: "1"}}]}
+        self.fields = builder.layout(field for rule in rules for field in rule.fields)
         self.handle = engine.create_ruleset(name, orjson.dumps(definition).decode())
         # The state (≈ 140 KB + 15-20 KB per rule) is created by the first fact: a type no event ever
         # names costs only its rules' definitions.
-        self.primed = [False]
-        weakref.finalize(self, _release, self.handle, self.primed)
+        self.primed = False
+        self._finalizer = weakref.finalize(self, _release, self.handle, False)
 
-    def fire(self, event: Any, cache: dict[str, str | None], dispatch: str | None = None) -> list[Rule]:
+    def fire(self, event: Any, cache: dict[str, str | None], dispatch: dict[str, int]) -> list[Rule]:
         """The rules whose engine terms hold for `event`. `cache` shares field encodings across shards;
-        `dispatch` is the dispatch field of the event's key, if any rule names that key."""
-        if not self.primed[0]:
+        `dispatch` is the start of the fact: the dispatch fields of the event's key, if any rule names it."""
+        if not self.primed:
             _prime(self.handle)
-            self.primed[0] = True
-        fact: dict[str, Any] = {dispatch: 1} if dispatch else {}
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _release, self.handle, True)
+            self.primed = True
+        fact: dict[str, Any] = dispatch.copy()
         for name, parts, encode in self.fields:
             value = cache[name] if name in cache else cache.setdefault(name, encode(lookup(event, parts)))
             if value is not None:
@@ -341,33 +393,47 @@ def _conjunction(terms: tuple[dict[str, Any], ...]) -> dict[str, Any]:
 
 
 class _Packer:
-    """Fills shards in order, each within the engine's limits."""
+    """Fills shards in order, each within the engine's limits. With a dispatch `path`, a shard also takes
+    at most SHARD_KEYS keys, which get their dispatch fields when it closes (`names`)."""
 
-    def __init__(self, name: str, paths: dict[str, int]) -> None:
-        self.name, self.paths = name, paths
+    def __init__(self, name: str, builder: RuleBuilder, path: str | None = None) -> None:
+        self.name, self.builder, self.path = name, builder, path
         self.shards: list[Shard] = []
+        self.names: list[dict[str, str]] = []  # per shard: key → its dispatch field there
         self.pending: list[Rule] = []
-        self.fields: set[str] = set()
+        self.keys: dict[str, None] = {}
+        self.used: set[str] = set()
 
-    def add(self, rule: Rule) -> int:
-        """Queue `rule` (once per shard); returns the number of the shard it lands in."""
-        if any(queued is rule for queued in self.pending):
-            return len(self.shards)
-        fields = self.fields | rule.fields
-        if self.pending and (len(self.pending) >= SHARD_RULES or len(fields) > SHARD_FIELDS
-                             or sum(r.branches for r in self.pending) + rule.branches > SHARD_BRANCHES):
+    def add(self, rule: Rule, keys: Iterable[str] = ()) -> int:
+        """Queue `rule` (once per shard) for events of `keys`; returns the number of the shard it lands in."""
+        new = dict.fromkeys(keys)
+        queued = any(other is rule for other in self.pending)
+        used = self.used | rule.fields
+        fits = len(self.keys | new) <= SHARD_KEYS and (queued or (
+            len(self.pending) < SHARD_RULES and len(used) <= SHARD_FIELDS
+            and sum(r.branches for r in self.pending) + rule.branches <= SHARD_BRANCHES))
+        if self.pending and not fits:
             self.flush()
-            fields = set(rule.fields)
-        self.pending.append(rule)
-        self.fields = fields
+            queued, used = False, set(rule.fields)
+        if not queued:
+            self.pending.append(rule)
+        self.keys |= new
+        self.used = used
         return len(self.shards)
 
     def flush(self) -> list[Shard]:
         """Close the shard being filled; returns every shard."""
         if self.pending:
-            self.shards.append(Shard(f"{self.name}#{len(self.shards)}", self.pending, self.paths))
-            self.pending, self.fields = [], set()
+            names = dict(zip(self.keys, DISPATCH_NAMES))
+            rules = self.pending if self.path is None else [r.dispatched(self.path, names) for r in self.pending]
+            self.shards.append(Shard(f"{self.name}#{len(self.shards)}", rules, self.builder))
+            self.names.append(names)
+            self.pending, self.keys, self.used = [], {}, set()
         return self.shards
+
+
+# The shards an event visits, each with the start of the fact (its dispatch fields; copied, never changed).
+Route = tuple[tuple[Shard, dict[str, int]], ...]
 
 
 class TypeIndex:
@@ -379,66 +445,66 @@ class TypeIndex:
     `rest` shards, which every event of the type visits.
     """
 
+    __slots__ = ("event_type", "playbooks", "fallbacks", "problem", "always", "rest", "rest_route", "by_key",
+                 "split", "repeats")
+
     def __init__(self, event_type: str, playbooks: tuple[Playbook, ...]) -> None:
         self.event_type = event_type
         self.playbooks = playbooks
         self.fallbacks = 0  # events the reference evaluator decided (inexact values, engine errors)
         self.problem: str | None = None  # why the engine could not take this type (the reference decides)
         self.rest: tuple[Shard, ...] = ()
-        self.by_key: dict[str, tuple[str, tuple[Shard, ...]]] = {}  # value → (its dispatch field, shards)
+        self.rest_route: Route = ()  # the rest shards, which events of values no rule names visit
+        self.by_key: dict[str, Route] = {}  # value at the dispatch path → the shards its events visit
         self.split: tuple[str, ...] | None = None
         self.repeats = False  # a rule sits in two shards one event may visit: drop the repeat
-        paths: dict[str, int] = {}
-        builder = RuleBuilder(paths)
+        builder = RuleBuilder()
         rules = [rule for rule in map(builder.build, playbooks) if rule is not None]
         self.always = tuple(rule for rule in rules if not rule.terms)
         try:
-            self._build([rule for rule in rules if rule.terms], paths)
+            self._build([rule for rule in rules if rule.terms], builder)
         except Exception as exc:  # an engine limit this module does not know: slower, never wrong
             self.problem = f"{type(exc).__name__}: {exc}"
-            self.always, self.rest, self.by_key, self.split = (), (), {}, None
+            self.always, self.rest, self.rest_route, self.by_key, self.split = (), (), (), {}, None
 
-    def _build(self, in_engine: list[Rule], paths: dict[str, int]) -> None:
+    def _build(self, in_engine: list[Rule], builder: RuleBuilder) -> None:
         event_type = self.event_type
         path = _discriminator(in_engine)
         self.split = split_path(path) if path else None
         by_key = _by_key(in_engine, path)
-        names = {key: f"d{i}" for i, key in enumerate(sorted(by_key))}
-        rest = _Packer(f"aios:{event_type}", paths)
+        rest = _Packer(f"aios:{event_type}", builder)
         for rule in in_engine:
             if path not in rule.keyed:
                 rest.add(rule)
         self.rest = tuple(rest.flush())
-        keyed = _Packer(f"aios:{event_type}/{path}", paths)
-        dispatched: dict[int, Rule] = {}
-        landed: dict[str, set[int]] = {}
+        self.rest_route = tuple((shard, {}) for shard in self.rest)
+        keyed = _Packer(f"aios:{event_type}/{path}", builder, path)
         homes: dict[int, set[int]] = {}
         groups: dict[tuple[int, ...], list[str]] = {}  # keys that require the very same rules share shards
         for key in sorted(by_key):
             groups.setdefault(tuple(map(id, by_key[key])), []).append(key)
         for keys in groups.values():
-            for rule in by_key[keys[0]]:
-                if id(rule) not in dispatched:
-                    dispatched[id(rule)] = rule.dispatched(path, names)  # type: ignore[arg-type]
-                shard = keyed.add(dispatched[id(rule)])
-                homes.setdefault(id(rule), set()).add(shard)
-                for key in keys:
-                    landed.setdefault(key, set()).add(shard)
-        shards = keyed.flush()
-        self.by_key = {key: (names[key], tuple(shards[i] for i in sorted(found)) + self.rest)
-                       for key, found in landed.items()}
+            for first in range(0, len(keys), SHARD_KEYS):
+                chunk = keys[first:first + SHARD_KEYS]
+                for rule in by_key[chunk[0]]:
+                    homes.setdefault(id(rule), set()).add(keyed.add(rule, chunk))
+        routes: dict[str, list[tuple[Shard, dict[str, int]]]] = {}
+        for shard, names in zip(keyed.flush(), keyed.names):
+            for key, name in names.items():
+                routes.setdefault(key, []).append((shard, _FACT_START[name]))
+        self.by_key = {key: (*route, *self.rest_route) for key, route in routes.items()}
         self.repeats = any(len(found) > 1 for found in homes.values())
 
     def candidates(self, event: dict[str, Any]) -> list[Playbook]:
         """The playbooks whose `when` holds for `event` (its type is this one)."""
         if self.problem is not None:
             return self.reference(event)
-        dispatch, shards = None, self.rest
+        route = self.rest_route
         if self.split is not None:
-            dispatch, shards = self.by_key.get(equality_key(lookup(event, self.split)), (None, self.rest))
+            route = self.by_key.get(equality_key(lookup(event, self.split)), route)
         cache: dict[str, str | None] = {}
         try:
-            found = [rule for shard in shards for rule in shard.fire(event, cache, dispatch)]
+            found = [rule for shard, dispatch in route for rule in shard.fire(event, cache, dispatch)]
         except Exception:  # Inexact, or an engine error: the reference decides, never a wrong answer
             self.fallbacks += 1
             return self.reference(event)
