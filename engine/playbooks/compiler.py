@@ -332,7 +332,7 @@ def _release(handle: int, primed: bool) -> None:
 class Shard:
     """One durable-rules ruleset of at most SHARD_RULES rules, freed with the object."""
 
-    __slots__ = ("handle", "rules", "fields", "primed", "_finalizer", "__weakref__")
+    __slots__ = ("__weakref__", "_finalizer", "fields", "handle", "primed", "rules")
 
     def __init__(self, name: str, rules: list[Rule], builder: RuleBuilder) -> None:
         self.rules = {f"r{i}": rule for i, rule in enumerate(rules)}
@@ -445,8 +445,8 @@ class TypeIndex:
     `rest` shards, which every event of the type visits.
     """
 
-    __slots__ = ("event_type", "playbooks", "fallbacks", "problem", "always", "rest", "rest_route", "by_key",
-                 "split", "repeats")
+    __slots__ = ("always", "by_key", "event_type", "fallbacks", "playbooks", "problem", "repeats", "rest",
+                 "rest_route", "split")
 
     def __init__(self, event_type: str, playbooks: tuple[Playbook, ...]) -> None:
         self.event_type = event_type
