@@ -3,7 +3,8 @@
 It is what makes runs transactional across crashes: at start-up the reactor reads the journals that
 have no `end` line. A run that was waiting for a retry resumes; a run that was inside a step has the
 processes it recorded killed and is rolled back. Entries (`t` is the kind):
-`start` (playbook, event, priority), `step` (id, attempt, started), `pid` (step, attempt, pid, marker),
+`start` (playbook, event, priority), `step` (id, attempt, started), `pid` (step, attempt, pid; for the
+record: recovery finds a step's processes by the marker its `step` line implies),
 `result` (step, attempt, status, exit_code, stdout tail…), `wait` (step, attempt, until),
 `skip` (step), `end` (status).
 """
@@ -56,7 +57,11 @@ class JournalState:
     in_step: dict[str, int]  # steps started and not finished: step -> attempt
     waiting: dict[str, dict[str, Any]]  # steps waiting for a retry: step -> the wait entry
     skipped: set[str]
-    markers: list[str]
+
+    @property
+    def markers(self) -> list[str]:
+        """The process markers of the steps caught running (`engine.actions.process.run_mark`)."""
+        return [f"{self.run_id}/{step}/{attempt}" for step, attempt in self.in_step.items()]
 
     @property
     def crashed_in_step(self) -> bool:
@@ -73,14 +78,12 @@ def read_state(path: Path) -> JournalState | None:
             continue
     if not entries or entries[0].get("t") != "start" or any(e.get("t") == "end" for e in entries):
         return None
-    state = JournalState(path.parent.name, entries[0], {}, {}, {}, set(), [])
+    state = JournalState(path.parent.name, entries[0], {}, {}, {}, set())
     for entry in entries[1:]:
         kind, step = entry.get("t"), entry.get("step")
         if kind == "step":
             state.in_step[step] = entry["attempt"]
             state.waiting.pop(step, None)
-        elif kind == "pid":
-            state.markers.append(entry["marker"])
         elif kind == "result":
             state.in_step.pop(step, None)
             state.results[step] = entry

@@ -76,6 +76,7 @@ class _Run:
         self.results: dict[str, StepResult] = {}
         self.snapshot: Snapshot | None = None
         self._saving = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- templates --------------------------------------------------------------------------------
     def lookup(self, path: str) -> Any:
@@ -126,8 +127,11 @@ class _Run:
         info = RunInfo(self.job.run_id, self.pb.id, step.id, attempt, self.job.event)
         marker = run_mark(info)
 
-        def track(pid: int) -> None:
-            self.journal.write("pid", step=step.id, attempt=attempt, pid=pid, marker=marker)
+        def track(pid: int) -> None:  # informational: recovery kills by marker, so no fsync on the loop
+            task = asyncio.ensure_future(self.journal.awrite("pid", step=step.id, attempt=attempt, pid=pid,
+                                                             marker=marker))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
         async def wait_for(type_: str, where: dict[str, Any], within_s: float) -> dict[str, Any] | None:
             return await deps.wait_for(type_, where, within_s, started)
@@ -161,6 +165,10 @@ class _Run:
         self.results[step.id] = result
         await self.save()  # readable progress: `aios-engine runs ID` while it runs
         return result
+
+    async def settle(self) -> None:
+        """Wait for journal lines still being written in the background (before the journal closes)."""
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     async def save(self) -> None:
         """Write the record off the event loop, one write at a time: parallel steps share one record file."""
@@ -240,6 +248,7 @@ class Reactor:
             await run.emit("reactor.started", {"priority": job.priority})
             return await self._execute(run, done={})
         finally:
+            await run.settle()
             journal.close()
 
     def _new_record(self, job: Job) -> RunRecord:
@@ -321,6 +330,7 @@ class Reactor:
         start = state.start
         playbook = self.deps.playbook(start["playbook"])
         journal = Journal(self.runs_dir / state.run_id / "journal.jsonl")
+        run: _Run | None = None
         try:
             record = self._load_record(state, start)
             job = Job(playbook or Playbook(id=start["playbook"], on=()), start["event"], start["priority"],
@@ -349,6 +359,8 @@ class Reactor:
             await run.emit("reactor.resumed", {"steps": sorted(resume)})
             return await self._execute(run, done, resume)
         finally:
+            if run is not None:
+                await run.settle()
             journal.close()
 
     def _load_record(self, state: JournalState, start: dict[str, Any]) -> RunRecord:
