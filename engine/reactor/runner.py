@@ -243,7 +243,7 @@ class Reactor:
         journal = Journal(self.runs_dir / job.run_id / "journal.jsonl")
         await journal.awrite("start", playbook=job.playbook.id, event=job.event, priority=job.priority,
                       key=list(job.key))
-        run = _Run(self.deps, job, journal, self._new_record(job), self.store)
+        run = _Run(self.deps, job, journal, await self._new_record(job), self.store)
         try:
             await run.emit("reactor.started", {"priority": job.priority})
             return await self._execute(run, done={})
@@ -251,11 +251,11 @@ class Reactor:
             await run.settle()
             journal.close()
 
-    def _new_record(self, job: Job) -> RunRecord:
+    async def _new_record(self, job: Job) -> RunRecord:
         record = RunRecord(run_id=job.run_id, playbook=job.playbook.id, cause=job.event.get("id", ""),
                            cause_type=job.event.get("type", ""), agent=job.event.get("agent"),
                            priority=job.priority, status="running", started=format_ts(self.deps.clock()))
-        self.store.save(record)  # before anything runs: `runs` shows it at once
+        await asyncio.to_thread(self.store.save, record)  # before anything runs: `runs` shows it at once
         return record
 
     async def _execute(self, run: _Run, done: dict[str, bool],
