@@ -199,3 +199,19 @@ def test_follow_prints_existing_then_new_events_across_a_new_day(data_dir: Path)
         stream = follow(data_dir / "events", EventFilter(agent="coder"), stop=lambda: polls["n"] >= 2,
                         sleep=on_poll)
         assert [e["id"] for e in stream] == ["e00000", "e00001", "next-day"]
+
+
+def test_an_append_whose_caller_gave_up_does_not_stop_the_writer(data_dir: Path):
+    import asyncio
+
+    async def scenario() -> list[bool]:
+        with EventWriter(data_dir) as writer:
+            waiting = asyncio.ensure_future(writer.append_async(_events(20_000, prefix="big")))
+            await asyncio.sleep(0)
+            waiting.cancel()  # a timed-out step, a shutdown: the caller stops waiting
+            await asyncio.gather(waiting, return_exceptions=True)
+            later = await asyncio.wait_for(writer.append_async(_events(1, prefix="after", ts=T0 + 50_000)), 10)
+            return later.stored
+
+    assert asyncio.run(scenario()) == [True]
+    assert "after00000" in {e["id"] for e in read_events(data_dir / "events")}

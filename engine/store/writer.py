@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import errno
 import gzip
+import logging
 import os
 import queue
 import threading
@@ -31,6 +32,7 @@ from engine.store.layout import Layout, atomic_write, fsync_dir, iter_lines
 from engine.store.lock import DataLock
 from engine.store.retention import CompactReport, compact
 
+log = logging.getLogger("aios.store")
 _MAX_OPEN_FILES = 8
 _EXPIRE_EVERY_S = 60.0
 
@@ -211,7 +213,7 @@ class EventWriter:
             error = exc if isinstance(exc, StoreWriteError) else StoreWriteError(
                 getattr(exc, "errno", None) or errno.EIO, f"event store write failed: {exc}")
             for request in batch:
-                request.future.set_exception(error)
+                _settle(request.future, error=error)
             return
         self.stats.commits += 1
         self.stats.events_written += len(fresh)
@@ -219,9 +221,12 @@ class EventWriter:
         self.stats.last_fsync_s = elapsed
         self.stats.last_error = None
         if self._on_commit is not None:
-            self._on_commit(len(fresh), elapsed)
+            try:
+                self._on_commit(len(fresh), elapsed)
+            except Exception:  # a metrics hook must never stop the writer thread
+                log.exception("on_commit hook failed")
         for request, result in zip(batch, results):
-            request.future.set_result(result)
+            _settle(request.future, result=result)
 
     def _write_days(self, by_day: dict[str, list[bytes]]) -> dict[Path, int]:
         """Append each day's lines, fsync, and return the new sizes; on failure undo every file."""
@@ -348,6 +353,19 @@ class EventWriter:
             handle.flush()
             os.fsync(handle.fileno())
         fsync_dir(folder)
+
+
+def _settle(future: concurrent.futures.Future[AppendResult], result: AppendResult | None = None,
+            error: BaseException | None = None) -> None:
+    """Complete an append's future unless its caller gave up (a cancelled wait): the writer thread must
+    outlive any one caller. The events of a cancelled append are durable all the same."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+    except concurrent.futures.InvalidStateError:
+        pass
 
 
 def _last_newline_end(handle: Any, size: int) -> int:
