@@ -148,3 +148,20 @@ def test_a_cancelled_run_is_rolled_back_before_the_cancellation_completes(data_d
     assert h.types()[-2:] == ["reactor.failed", "reactor.rolled_back"]
     assert h.events[-1]["data"]["why"] == "cancelled"
     assert RunStore(data_dir).get("01RUN0000000000000000000001").status == "rolled_back"
+
+
+def test_parallel_write_file_steps_share_one_snapshot_safely(data_dir: Path, tmp_path: Path):
+    files = [tmp_path / f"f{i}.conf" for i in range(6)]
+    for path in files:
+        path.write_text("old\n")
+    playbook = pb({"id": "many", "steps": [
+        {"id": f"w{i}", "action": "write_file", "with": {"path": str(path), "content": "new\n"}}
+        for i, path in enumerate(files)] + [
+        {"id": "fail", "needs": [f"w{i}" for i in range(6)], "action": "shell", "with": {"argv": ["false"]}}]})
+    for n in range(5):
+        h = Harness(data_dir, [playbook])
+        outcome = asyncio.run(h.run("many", EVENT, run_id=f"01RUN000000000000000000000{n}"))
+        assert outcome == "rolled_back"
+        statuses = {s.id: s.status for s in RunStore(data_dir).get(f"01RUN000000000000000000000{n}").steps}
+        assert statuses == {**{f"w{i}": "ok" for i in range(6)}, "fail": "failed"}
+        assert all(path.read_text() == "old\n" for path in files)

@@ -103,3 +103,22 @@ def test_runner_killed_during_a_backoff_resumes_the_retry_at_next_start(data_dir
     tries = record.steps[0].attempts
     assert [a.ok for a in tries] == [False, True]
     assert record.steps[1].attempts[0].stdout == "after"
+
+
+def test_a_run_that_crashed_after_a_step_failed_is_rolled_back_not_resumed(data_dir: Path, tmp_path: Path):
+    target = tmp_path / "conf"
+    target.write_text("changed by the run\n")
+    raw = {"id": "tx", "steps": [{"id": "bad", "action": "shell", "with": {"argv": ["false"]}},
+                                 {"id": "next", "needs": ["bad"], "action": "shell", "with": {"argv": ["true"]}}],
+           "rollback": [{"action": "write_file", "with": {"path": str(target), "content": "put back\n"}}]}
+    run_dir = data_dir / "runs" / RUN_ID
+    run_dir.mkdir(parents=True)
+    (run_dir / "journal.jsonl").write_text("\n".join(json.dumps(line) for line in [
+        {"t": "start", "playbook": "tx", "event": EVENT, "priority": "P2", "key": ["tx", "[]"]},
+        {"t": "step", "step": "bad", "attempt": 1, "started": 1.0},
+        {"t": "result", "step": "bad", "attempt": 1, "ok": False, "exit_code": 1, "stdout": "", "error": None},
+    ]) + "\n")  # the engine died while emitting reactor.failed
+    h = Harness(data_dir, [pb(raw)])
+    assert asyncio.run(h.reactor.recover()) == [(RUN_ID, "rolled_back")]
+    assert "reactor.succeeded" not in h.types() and "step bad had failed" in h.events[0]["data"]["reason"]
+    assert target.read_text() == "put back\n"

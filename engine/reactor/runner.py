@@ -26,11 +26,10 @@ from engine.playbooks.model import Playbook, Retry, Step
 from engine.playbooks.templates import TemplateError, render, render_tree, resolve
 from engine.reactor import proctree
 from engine.reactor.journal import Journal, JournalState, unfinished
-from engine.reactor.records import Attempt, RollbackEntry, RunRecord, RunStore, StepRecord
+from engine.reactor.records import Attempt, RollbackEntry, RunRecord, RunStore, StepRecord, tail
 from engine.reactor.snapshot import Snapshot, SnapshotError, SnapshotMissing
 from engine.scheduler import Job
 
-TAIL = 4096
 log = logging.getLogger("aios.reactor")
 
 # emit(type, data, cause_event, severity) -> the stored event
@@ -76,6 +75,7 @@ class _Run:
         self.results: dict[str, StepResult] = {}
         self.snapshot: Snapshot | None = None
         self._saving = asyncio.Lock()
+        self._capturing = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
 
     # -- templates --------------------------------------------------------------------------------
@@ -157,7 +157,7 @@ class _Run:
             result = StepResult(ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
         finished = deps.clock()
         await self.journal.awrite("result", step=step.id, attempt=attempt, ok=result.ok, exit_code=result.exit_code,
-                           stdout=result.stdout[-TAIL:], error=result.error)
+                           stdout=tail(result.stdout), error=result.error)
         step_record.attempts.append(Attempt(
             started=format_ts(started), finished=format_ts(finished), duration_ms=round((finished - started) * 1000),
             ok=result.ok, exit_code=result.exit_code, detail=result.detail, stdout=result.stdout,
@@ -176,14 +176,16 @@ class _Run:
             await asyncio.to_thread(self.store.save, self.record)
 
     async def capture(self, paths: list[str]) -> None:
-        """Snapshot `paths` (first capture wins), creating the run's snapshot on first need."""
+        """Snapshot `paths` (first capture wins), creating the run's snapshot on first need. One capture
+        at a time: parallel write_file steps share the snapshot and its manifest."""
         if not paths:
             return
-        if self.snapshot is None:
-            self.snapshot = await asyncio.to_thread(Snapshot.create, self.deps.data_dir, self.job.run_id,
-                                                    self.deps.snapshot_cap_bytes)
-        await asyncio.to_thread(self.snapshot.capture, paths)
-        self.record.snapshot = self.snapshot.info()
+        async with self._capturing:
+            if self.snapshot is None:
+                self.snapshot = await asyncio.to_thread(Snapshot.create, self.deps.data_dir, self.job.run_id,
+                                                        self.deps.snapshot_cap_bytes)
+            await asyncio.to_thread(self.snapshot.capture, paths)
+            self.record.snapshot = self.snapshot.info()
 
     # -- events -----------------------------------------------------------------------------------
     async def emit(self, type_: str, data: dict[str, Any], severity: str = "info") -> dict[str, Any]:
@@ -343,10 +345,14 @@ class Reactor:
             for step_id, entry in state.results.items():
                 run.results[step_id] = StepResult(ok=entry["ok"], exit_code=entry.get("exit_code"),
                                                   stdout=entry.get("stdout") or "", error=entry.get("error"))
-            if state.crashed_in_step or playbook is None:
+            failed_before = sorted(step for step, entry in state.results.items()
+                                   if not entry["ok"] and step not in state.waiting)
+            if state.crashed_in_step or playbook is None or failed_before:
                 for marker in state.markers:
                     await asyncio.to_thread(proctree.kill_marked, marker)
-                why = "the engine stopped inside a step" if state.crashed_in_step else "the playbook is gone"
+                why = ("the engine stopped inside a step" if state.crashed_in_step else
+                       "the playbook is gone" if playbook is None else
+                       f"step {failed_before[0]} had failed; the engine stopped before rolling back")
                 record.status = "failed"
                 record.error = f"crash_recovery: {why}"
                 await run.emit("reactor.failed", {"reason": f"crash_recovery: {why}"}, "error")
