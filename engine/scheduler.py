@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 from engine.playbooks.model import PRIORITIES, Playbook
 
+log = logging.getLogger("aios.scheduler")
 RANK = {name: rank for rank, name in enumerate(PRIORITIES)}
 
 
@@ -65,7 +67,6 @@ class Scheduler:
         self._idle = asyncio.Event()
         self._idle.set()
         self.paused = False
-        self.waits: list[tuple[str, float]] = []  # (priority, seconds queued), for benchmarks; bounded below
 
     # -- intake of decisions ----------------------------------------------------------------------
     async def offer(self, job: Job) -> str:
@@ -87,8 +88,10 @@ class Scheduler:
             return "queue_full"
         self._keys[job.key] = _KeyState(job)
         self._classes[RANK[job.priority]].append(job)
-        await self._decide(job, "queued")
-        self._pump()
+        try:
+            await self._decide(job, "queued")
+        finally:
+            self._pump()  # queued is queued, even when announcing it failed
         return "queued"
 
     def _displace(self, job: Job) -> bool:
@@ -141,10 +144,6 @@ class Scheduler:
             job = self._pop_best()
             if job is None:
                 break
-            waited = self._clock() - job.queued_at
-            self.waits.append((job.priority, waited))
-            if len(self.waits) > 100_000:
-                del self.waits[:50_000]
             task = asyncio.get_running_loop().create_task(self._run(job), name=f"run-{job.run_id}")
             self._running[job.run_id] = task
             self._idle.clear()
@@ -156,6 +155,8 @@ class Scheduler:
         except (asyncio.CancelledError, GeneratorExit):
             stopping = True  # shutdown: start nothing new from here
             raise
+        except Exception:  # the run's own bookkeeping failed; the queue must go on
+            log.exception("run %s of %s failed to run", job.run_id, job.playbook.id)
         finally:
             del self._running[job.run_id]
             self._release_key(job)

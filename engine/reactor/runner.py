@@ -10,6 +10,7 @@ crash `recover()` resumes runs that were waiting for a retry and rolls back runs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -249,6 +250,14 @@ class Reactor:
         try:
             await run.emit("reactor.started", {"priority": job.priority})
             return await self._execute(run, done={})
+        except Exception as exc:  # the store refused an outcome event, say: record it, count it, go on
+            log.exception("run %s of %s stopped unexpectedly", job.run_id, job.playbook.id)
+            run.record.error = f"engine error: {type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                await run.save()
+            if self.deps.on_outcome is not None:
+                self.deps.on_outcome(job, "failed")
+            return "failed"
         finally:
             await run.settle()
             journal.close()
