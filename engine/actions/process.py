@@ -119,9 +119,10 @@ async def run_process(argv: Sequence[str], run: RunInfo, services: Services, *,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, **(env or {}), proctree.MARK_ENV: mark}, cwd=cwd, start_new_session=True)
     pid = transport.get_pid()
-    # The create_time that tells our child from a later holder of its pid (read off the event loop).
-    known = await asyncio.to_thread(proctree.describe, pid)
+    known: dict | None = None
     try:
+        # The create_time that tells our child from a later holder of its pid (read off the event loop).
+        known = await asyncio.to_thread(proctree.describe, pid)
         services.track(pid)
         if stdin is not None:
             pipe = transport.get_pipe_transport(0)

@@ -30,12 +30,15 @@ class Metrics:
         self.ws_clients = Gauge("aios_websocket_clients", "Connected WebSocket clients", registry=r)
         self.agents_up = Gauge("aios_agents_up", "Supervised agents running", registry=r)
         self._by_type: dict[str, Any] = {}  # label children, cached: `labels()` costs more than `inc()`
+        self._other = self.ingested.labels("other")
 
     def count_ingested(self, event_type: str) -> None:
         child = self._by_type.get(event_type)
         if child is None:
-            label = event_type if len(self._by_type) < MAX_TYPE_LABELS else "other"
-            child = self._by_type[event_type] = self.ingested.labels(label)
+            if len(self._by_type) >= MAX_TYPE_LABELS:  # the cache stays bounded too: types are client input
+                self._other.inc()
+                return
+            child = self._by_type[event_type] = self.ingested.labels(event_type)
         child.inc()
 
     def render(self) -> tuple[bytes, str]:
