@@ -144,3 +144,21 @@ def test_memory_stays_flat_across_1000_reloads(tmp_path: Path) -> None:
     grown = psutil.Process().memory_info().rss - before
     print(f"RSS grew {grown / 2**20:.2f} MB over 1,000 reloads")
     assert grown < 4 * 2**20, f"RSS grew {grown / 2**20:.1f} MB over 1,000 reloads"
+
+
+def test_an_id_moved_to_a_file_that_sorts_earlier_loads_in_one_reload(tmp_path):
+    from engine.playbooks.registry import Registry
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    body = "  steps:\n    - {id: s, action: emit, with: {type: ops.x}}\n"
+    (rules / "b.yaml").write_text(f"- id: x\n  on: agent.down\n{body}")
+    registry = Registry(rules)
+    registry.reload()
+    (rules / "a.yaml").write_text(f"- id: x\n  on: agent.down\n{body}")  # copied first, a duplicate for now
+    registry.reload()
+    assert "x" in registry.playbooks and registry.health()["rejected"]
+    (rules / "b.yaml").write_text(f"- id: y\n  on: agent.down\n{body}")  # then removed from b
+    outcome = registry.reload()
+    assert set(registry.playbooks) == {"x", "y"} and not registry.health()["rejected"]
+    assert str(rules / "a.yaml") in outcome.loaded

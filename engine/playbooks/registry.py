@@ -70,13 +70,17 @@ class Registry:
         changed = [name for name in names if name not in self._files or self._files[name].digest != digests[name]]
         if changed or removed:  # a rejected file may have been waiting for another to drop an id
             changed = sorted({*changed, *(name for name, known in self._files.items() if known.errors)})
-        loaded, rejected = [], []
-        for name in changed:
-            if self._check(name, digests[name]):
-                loaded.append(name)
-            else:
-                rejected.append(name)
-        outcome = Reload(tuple(loaded), tuple(rejected), removed)
+        loaded: list[str] = []
+        rejected = changed
+        while rejected:  # another pass while files keep loading: one may free an id the next one wants
+            failed = [name for name in rejected if not self._check(name, digests[name])]
+            progress = [name for name in rejected if name not in failed]
+            loaded += progress
+            if not progress or not failed:
+                rejected = failed
+                break
+            rejected = failed
+        outcome = Reload(tuple(sorted(loaded)), tuple(rejected), removed)
         if outcome.changed:
             self.index = Index((p for known in self._files.values() for p in known.playbooks), previous=self.index)
         return outcome
