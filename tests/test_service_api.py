@@ -198,6 +198,11 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_invalid_and_picks_up_ne
             "id: more\non: agent.down\nsteps:\n  - {id: s, action: emit, with: {type: ops.more}}\n")
         answer = await (await http.post("/api/reload")).json()
         assert answer["config"] == "rejected" and "duplicate key 'port'" in answer["errors"][0]
+        (tmp_path / "aios.yaml").write_text("data_dir: data\nrules_dir: rules\nsensors: {interval: 1h}\n"
+                                            "agents: {coder: {command: [sleep, '1']}}\n")
+        fixed = await (await http.post("/api/reload")).json()
+        assert fixed["config"] == "reloaded" and fixed["restart_needed_for"] == ["agents"]
+        (tmp_path / "aios.yaml").write_text("server:\n  port: 1\n  port: 2\n")
         assert answer["rules"]["loaded"] == [str(tmp_path / "rules" / "more.yaml")]
         rejected = await wait_for_event(engine, lambda e: e["type"] == "config.rejected")
         assert "aios.yaml:3:3" in rejected["data"]["errors"][0]

@@ -116,6 +116,7 @@ class Engine:
         self._matcher_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._pending_emits: list[dict[str, Any]] = []
+        self._reloading = asyncio.Lock()
 
     # -- life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -278,9 +279,10 @@ class Engine:
         await self.supervisor.check(self.clock())
 
     async def reload_rules(self) -> dict[str, Any]:
-        outcome = self.registry.reload()
-        if outcome.changed:
-            self.matcher.index = self.registry.index
+        async with self._reloading:  # the 2 s poll and /api/reload never lint at the same time
+            outcome = await asyncio.to_thread(self.registry.reload)  # lint + compile: off the event loop
+            if outcome.changed:
+                self.matcher.index = self.registry.index
         await self._flush_later()
         return {"loaded": list(outcome.loaded), "rejected": list(outcome.rejected), "removed": list(outcome.removed)}
 
@@ -303,8 +305,15 @@ class Engine:
         result: dict[str, Any] = {"config": "unchanged"}
         if self.config.source:
             try:
-                self.config = load_config(self.config.source)
+                fresh = load_config(self.config.source)
+                # Rules are linted against the new agents at once; sections the running parts were built
+                # from (server, store, agents, sensors, reactor, pipelines) take effect at the next start.
+                pending = sorted(key for key in fresh.raw if key not in ("rules_dir",)
+                                 and fresh.raw[key] != self.config.raw[key])
+                self.config = fresh
+                self.registry.config = fresh
                 result["config"] = "reloaded"
+                result["restart_needed_for"] = pending
             except ConfigError as exc:
                 result["config"] = "rejected"
                 result["errors"] = [str(d) for d in exc.diagnostics]
