@@ -6,9 +6,11 @@ translate HTTP to engine calls; what the engine does lives elsewhere.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -113,18 +115,22 @@ def _limit(request: web.Request, default: int = 100) -> int:
 
 
 async def get_events(request: web.Request) -> web.Response:
-    """Oldest first from `since`, paged with `after=<id>`; or `last=N`: the newest N."""
+    """Oldest first from `since`, paged with `after=<id>`; or `last=N`: the newest N. Files are read in a
+    worker thread: a month of archives must not stall the engine."""
     engine = request.app[ENGINE]
     selector = _selector(request)
     if "last" in request.query:
         count = _limit(request.clone(rel_url=request.rel_url.update_query(limit=request.query["last"])))
-        events = read_last(engine.events_dir, count, selector)
+        events = await asyncio.to_thread(read_last, engine.events_dir, count, selector)
         return json_response({"events": events, "next": None})
-    limit = _limit(request)
-    after = request.query.get("after")
+    return json_response(await asyncio.to_thread(_page, engine.events_dir, selector, _limit(request),
+                                                 request.query.get("after")))
+
+
+def _page(events_dir: Path, selector: EventFilter, limit: int, after: str | None) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     skipping = after is not None
-    for event in read_events(engine.events_dir, selector.since, selector.until, selector.types, selector.agent):
+    for event in read_events(events_dir, selector.since, selector.until, selector.types, selector.agent):
         if skipping:
             skipping = event.get("id") != after
             continue
@@ -133,7 +139,7 @@ async def get_events(request: web.Request) -> web.Response:
             break
     more = len(events) > limit
     events = events[:limit]
-    return json_response({"events": events, "next": events[-1]["id"] if more else None})
+    return {"events": events, "next": events[-1]["id"] if more else None}
 
 
 async def get_health(request: web.Request) -> web.Response:
