@@ -120,32 +120,53 @@ def follow(events_dir: str | Path, selector: EventFilter, stop: Callable[[], boo
            poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> Iterator[dict[str, Any]]:
     """Like `tail -f` over the store: what is there, then new events as the writer appends them.
 
-    Follows raw day files by byte offset, including days that appear later; archives are read once.
+    Archived days are read once; raw day files (including days that appear later) are read by byte
+    offset from their first byte, the same way before and after the first pass, so nothing appended
+    between "what is there" and "what comes" is missed or repeated.
     """
     layout = Layout(Path(events_dir))
     accept = selector.compile()
+    first, last = selector.day_range()
     stats = ReadStats()
-    yield from read_events(events_dir, selector.since, selector.until, selector.types, selector.agent, stats)
-    offsets = {p: p.stat().st_size for p in _raw_files(layout)}
-    while not stop():
+    offsets: dict[Path, int] = {}
+    for day in layout.days():
+        archive = layout.archive(day)
+        if first <= day <= last and archive.exists():
+            yield from filter(accept, parse_lines(iter_lines(archive), stats))
+            offsets[layout.raw(day)] = -1  # a raw file beside its archive is a compaction's leftover
+    while True:
         grew = False
         for path in _raw_files(layout):
             offset = offsets.get(path, 0)
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
+            if offset < 0 or not first <= path.name[:10] <= last:
                 continue
-            if size <= offset:
-                continue
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                fresh = handle.read(size - offset)
-            complete = fresh[: fresh.rfind(b"\n") + 1]  # an unfinished last line waits for the next poll
-            offsets[path] = offset + len(complete)
-            grew = grew or bool(complete)
-            yield from filter(accept, parse_lines(filter(None, complete.split(b"\n")), stats))
+            for chunk, consumed in _complete_lines_from(path, offset):
+                offsets[path] = consumed
+                grew = True
+                yield from filter(accept, parse_lines(filter(None, chunk.split(b"\n")), stats))
+        if stop():
+            return
         if not grew:
             sleep(poll_s)
+
+
+def _complete_lines_from(path: Path, offset: int) -> Iterator[tuple[bytes, int]]:
+    """Chunks of complete lines after `offset`, each with the offset just past it; an unfinished last line
+    waits for the next poll."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        handle.seek(offset)
+        rest = b""
+        while chunk := handle.read(1 << 20):
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            if cut:
+                offset += cut
+                yield data[:cut], offset
 
 
 def _raw_files(layout: Layout) -> list[Path]:
