@@ -8,10 +8,11 @@ than slow the engine (drops are counted). Events reach the bus only after they a
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from engine.events import type_pattern
 
 Policy = Literal["block", "drop_oldest"]
 
@@ -54,7 +55,7 @@ class Bus:
         if maxsize < 1:
             raise ValueError("a subscription needs a bounded queue (maxsize >= 1)")
         globs = (patterns,) if isinstance(patterns, str) else tuple(patterns)
-        regex = re.compile("|".join(fnmatch.translate(g) for g in globs))
+        regex = type_pattern(globs)
         sub = Subscription(name, globs, asyncio.Queue(maxsize), policy, regex)
         self._subs.append(sub)
         return sub

@@ -6,9 +6,11 @@ limits are checked first, so a hostile payload never reaches the schema validato
 """
 from __future__ import annotations
 
+import fnmatch
 import functools
 import os
 import random
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -83,6 +85,11 @@ class IdGenerator:
 @functools.lru_cache(maxsize=4)
 def _second_prefix(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def type_pattern(globs: Iterable[str]) -> re.Pattern[str]:
+    """One regex for event-type globs (`resource.*`, `agent.down`), as subscriptions and filters use them."""
+    return re.compile("|".join(fnmatch.translate(glob) for glob in globs))
 
 
 def format_ts(epoch: float) -> str:

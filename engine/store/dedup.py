@@ -12,9 +12,9 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-import orjson
 
 from engine.store.layout import Layout, iter_lines
+from engine.store.reader import ReadStats, parse_lines
 
 _CHUNK = 900  # below SQLite's default limit of host parameters
 _SCHEMA = """
@@ -104,10 +104,6 @@ class DedupIndex:
 
 
 def _ids_in(path: Path, offset: int) -> Iterable[str]:
-    for line in iter_lines(path, offset):
-        try:
-            event_id = orjson.loads(line).get("id")
-        except (orjson.JSONDecodeError, AttributeError):
-            continue
-        if isinstance(event_id, str):
-            yield event_id
+    for event in parse_lines(iter_lines(path, offset), ReadStats()):
+        if isinstance(event.get("id"), str):
+            yield event["id"]

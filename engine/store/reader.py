@@ -5,9 +5,7 @@ last line is skipped, and so is a line that does not parse (counted in `ReadStat
 """
 from __future__ import annotations
 
-import fnmatch
 import os
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from engine.events import format_ts
+from engine.events import format_ts, type_pattern
 from engine.store.layout import DAY_RE, Layout, iter_lines
 
 
@@ -40,7 +38,7 @@ class EventFilter:
     def compile(self) -> Callable[[dict[str, Any]], bool]:
         since = format_ts(self.since.timestamp()) if self.since else None
         until = format_ts(self.until.timestamp()) if self.until else None
-        type_re = re.compile("|".join(fnmatch.translate(t) for t in self.types)) if self.types else None
+        type_re = type_pattern(self.types) if self.types else None
         agent = self.agent
 
         def accept(event: dict[str, Any]) -> bool:

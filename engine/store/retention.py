@@ -20,6 +20,7 @@ from typing import ContextManager
 import orjson
 
 from engine.store.layout import Layout, atomic_write, fsync_dir, iter_lines
+from engine.store.reader import ReadStats, parse_lines
 
 Swap = Callable[[Sequence[Path]], ContextManager[None]]
 _COPY_CHUNK = 1 << 20
@@ -55,13 +56,7 @@ def summarize(day: str, path: Path) -> dict[str, object]:
     by_severity: Counter[str] = Counter()
     first = last = None
     count = 0
-    for line in iter_lines(path):
-        try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(event, dict):
-            continue
+    for event in parse_lines(iter_lines(path), ReadStats()):
         count += 1
         by_type[str(event.get("type"))] += 1
         by_severity[str(event.get("severity", "info"))] += 1
