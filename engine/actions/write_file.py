@@ -5,6 +5,7 @@ that existed keeps its permissions; a new one gets the umask's.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import stat
@@ -36,13 +37,19 @@ class WriteFile(Action):
         data = get_arg(args, "content", str).encode()
         given = get_arg(args, "mode", (str, int), None)
         detail: dict[str, Any] = {"path": str(path), "bytes": len(data)}
+        mode = parse_mode(given) if given is not None else None
         try:
-            mode = parse_mode(given) if given is not None else (
-                stat.S_IMODE(path.stat().st_mode) if path.exists() else None)
-            atomic_write(path, data)
-            if mode is not None:
-                os.chmod(path, mode)
-            detail["mode"] = f"{stat.S_IMODE(path.stat().st_mode):04o}"
+            detail["mode"] = await asyncio.to_thread(_write, path, data, mode)  # fsyncs: off the event loop
         except OSError as exc:
             return StepResult(ok=False, error=f"cannot write {path}: {exc.strerror}", detail=detail)
         return StepResult(ok=True, detail=detail)
+
+
+def _write(path: Path, data: bytes, mode: int | None) -> str:
+    """Write atomically; without `mode` an existing file keeps its permissions. Returns the final mode."""
+    if mode is None and path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+    atomic_write(path, data)
+    if mode is not None:
+        os.chmod(path, mode)
+    return f"{stat.S_IMODE(path.stat().st_mode):04o}"

@@ -157,15 +157,15 @@ async def get_playbooks(request: web.Request) -> web.Response:
 
 async def get_runs(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    records = engine.runs.list(limit=_limit(request), playbook=request.query.get("playbook"),
-                               status=request.query.get("status"))
+    records = await asyncio.to_thread(engine.runs.list, _limit(request), request.query.get("playbook"),
+                                      request.query.get("status"))
     return json_response({"runs": [r.to_dict() for r in records]})
 
 
 async def get_run(request: web.Request) -> web.Response:
     run_id = request.match_info["run_id"]
     try:
-        record = request.app[ENGINE].runs.get(run_id)
+        record = await asyncio.to_thread(request.app[ENGINE].runs.get, run_id)
     except KeyError:
         return error(404, f"no run {run_id}")
     return json_response(record.to_dict())
