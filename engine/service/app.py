@@ -34,9 +34,10 @@ from engine.intake import Intake
 from engine.playbooks.matcher import Matcher
 from engine.playbooks.registry import Registry
 from engine.reactor.guards import Budget, CircuitBreaker, LoopGuard
-from engine.reactor.records import RunStore
+from engine.reactor.records import RecordError, RunStore
 from engine.reactor.rollback import RollbackRefused, rollback_run
 from engine.reactor.runner import Reactor, ReactorDeps
+from engine.reactor.snapshot import SnapshotError
 from engine.reactor.watch import EventWatcher
 from engine.scheduler import Job, Scheduler
 from engine.pipeline.base import PipelineContext
@@ -330,6 +331,8 @@ class Engine:
             return 404, {"error": f"no run {run_id}"}
         except RollbackRefused as exc:
             return 409, {"error": str(exc), "changed": exc.changed}
+        except (RecordError, SnapshotError) as exc:  # damaged files: say which, don't answer 500
+            return 422, {"error": str(exc)}
         return 200, {"run_id": run_id, "restored": paths}
 
     def health(self) -> dict[str, Any]:
