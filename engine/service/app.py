@@ -21,8 +21,8 @@ from typing import Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from engine.actions import get_action
 from engine.actions import KINDS as ACTION_KINDS
+from engine.actions import get_action
 from engine.agents.supervisor import Supervisor
 from engine.bus import Bus
 from engine.config import Config, ConfigError, load_config
@@ -31,6 +31,8 @@ from engine.durations import parse_duration
 from engine.emitter import EngineEmitter
 from engine.events import EventValidator
 from engine.intake import Intake
+from engine.pipeline.base import PipelineContext
+from engine.pipeline.runner import run_pipeline
 from engine.playbooks.matcher import Matcher
 from engine.playbooks.registry import Registry
 from engine.reactor.guards import Budget, CircuitBreaker, LoopGuard
@@ -40,8 +42,6 @@ from engine.reactor.runner import Reactor, ReactorDeps
 from engine.reactor.snapshot import SnapshotError
 from engine.reactor.watch import EventWatcher
 from engine.scheduler import Job, Scheduler
-from engine.pipeline.base import PipelineContext
-from engine.pipeline.runner import run_pipeline
 from engine.sensors.build import build_sensors, scan_all
 from engine.service.api import build_app
 from engine.service.metrics import Metrics
