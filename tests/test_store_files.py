@@ -215,3 +215,16 @@ def test_an_append_whose_caller_gave_up_does_not_stop_the_writer(data_dir: Path)
 
     assert asyncio.run(scenario()) == [True]
     assert "after00000" in {e["id"] for e in read_events(data_dir / "events")}
+
+
+def test_compaction_does_not_make_old_ids_count_again_after_a_restart(data_dir: Path):
+    from datetime import datetime, timezone
+
+    day_old = format_ts(T0 - 8 * 86400)  # a day that compaction archives
+    with EventWriter(data_dir, clock=lambda: T0) as writer:
+        writer.append([make_event("old-1", day_old)])
+        writer.compact(datetime.fromtimestamp(T0, timezone.utc))
+    assert (data_dir / "events" / "archive" / f"{day_old[:10]}.jsonl.gz").exists()
+    later = T0 + 86400 + 60  # the id left the 24 h window since it was stored
+    with EventWriter(data_dir, clock=lambda: later) as writer:
+        assert writer.append([make_event("old-1", day_old)]).stored == [True]

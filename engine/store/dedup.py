@@ -90,6 +90,10 @@ class DedupIndex:
                     continue
                 if stat.st_mtime < now - self.window_s or known.get(str(path)) == stat.st_size:
                     continue
+                if path.suffix == ".gz" and str(path) not in known and str(layout.raw(day)) in known:
+                    # compaction turned an indexed raw day into this archive: same events, nothing new
+                    self.record((), now, {path: stat.st_size})
+                    continue
                 offset = known.get(str(path), 0) if path.suffix == ".jsonl" else 0
                 ids = list(_ids_in(path, offset))
                 self.record(ids, min(stat.st_mtime, now), {path: stat.st_size})
