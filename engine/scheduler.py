@@ -67,6 +67,7 @@ class Scheduler:
         self._idle = asyncio.Event()
         self._idle.set()
         self.paused = False
+        self._announcing: set[asyncio.Task[None]] = set()
 
     # -- intake of decisions ----------------------------------------------------------------------
     async def offer(self, job: Job) -> str:
@@ -99,9 +100,13 @@ class Scheduler:
         for rank in range(len(PRIORITIES) - 1, RANK[job.priority], -1):
             if self._classes[rank]:
                 victim = self._classes[rank].pop()
-                self._release_key(victim)
-                asyncio.get_running_loop().create_task(
-                    self._decide(victim, "displaced", reason=f"queue full; made room for {job.priority} work"))
+                state = self._keys.pop(victim.key)  # a queued job is always its key's going one
+                for dropped in (victim, state.waiting):  # its waiting follower goes too: room is room
+                    if dropped is not None:
+                        task = asyncio.get_running_loop().create_task(self._decide(
+                            dropped, "displaced", reason=f"queue full; made room for {job.priority} work"))
+                        self._announcing.add(task)
+                        task.add_done_callback(self._announcing.discard)
                 return True
         return False
 

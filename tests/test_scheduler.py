@@ -169,3 +169,22 @@ def test_drain_lets_runs_finish_within_grace_and_cancels_the_rest():
     cancelled, started = asyncio.run(scenario())
     assert started == ["quick", "stuck"]
     assert len(cancelled) == 1
+
+
+def test_displacing_a_job_with_a_waiting_follower_drops_both_and_keeps_the_bound():
+    async def scenario() -> tuple[int, list[str]]:
+        h = Harness(max_concurrent=1, queue_max=2)
+        await h.offer("running", "P3")
+        await asyncio.sleep(0)
+        await h.offer("a", "P3", key="k")
+        await h.offer("a-follower", "P3", key="k")  # waits behind a
+        await h.offer("b", "P3")
+        await h.offer("urgent", "P1")  # displaces b (the newest P3)
+        await h.offer("urgent2", "P1")  # displaces a, and its follower with it
+        await asyncio.sleep(0)
+        displaced = [d["cause"] for d in h.decisions if d["outcome"] == "displaced"]
+        return h.scheduler.depth, displaced
+
+    depth, displaced = asyncio.run(scenario())
+    assert depth == 2
+    assert displaced == ["b", "a", "a-follower"]
