@@ -36,7 +36,7 @@ from engine.pipeline.runner import run_pipeline
 from engine.playbooks.matcher import Matcher
 from engine.playbooks.registry import Registry
 from engine.reactor.guards import Budget, CircuitBreaker, LoopGuard
-from engine.reactor.records import RecordError, RunStore
+from engine.reactor.records import RecordError
 from engine.reactor.rollback import RollbackRefused, rollback_run
 from engine.reactor.runner import Reactor, ReactorDeps
 from engine.reactor.snapshot import SnapshotError
@@ -85,7 +85,6 @@ class Engine:
                                         store["delete_days"] * 86400.0)
         self.intake = Intake(self.validator, self.writer, self.bus)
         self.emitter = EngineEmitter(self.intake)
-        self.runs = RunStore(self.data_dir)
         self.watcher = EventWatcher(clock)
         self.registry = Registry(self.rules_dir, emit=self._emit_later, config=config)
         self.matcher = Matcher(self.registry.index, clock)
@@ -106,6 +105,7 @@ class Engine:
             wait_for=self.watcher.wait_for, compact=self._compact, actions={k: get_action(k) for k in ACTION_KINDS},
             playbook=lambda pid: self.registry.playbooks.get(pid), clock=clock, python=sys.executable,
             snapshot_cap_bytes=reactor_cfg["snapshot_cap_mb"] << 20, on_outcome=self._on_outcome))
+        self.runs = self.reactor.store  # one view of data/runs for the reactor and the API
         self.scheduler = Scheduler(start=self._start_run, emit=self._on_decision, clock=clock,
                                    new_id=self.validator.new_id, max_concurrent=reactor_cfg["max_concurrent"],
                                    queue_max=reactor_cfg["queue_max"], aging_s=parse_duration(reactor_cfg["aging"]))
