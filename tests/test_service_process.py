@@ -151,3 +151,14 @@ def test_sigterm_lets_a_running_run_finish_then_exits_0(tmp_path: Path):
     record = json.loads((tmp_path / "data" / "runs" / run_id / "record.json").read_text())
     assert record["status"] == "succeeded"
     assert any('"engine stopped"' in line for line in engine.log)
+
+
+def test_run_refuses_to_bind_off_loopback_without_a_token(tmp_path: Path, monkeypatch):
+    from conftest import run_cli
+
+    monkeypatch.delenv("AIOS_TOKEN", raising=False)
+    (tmp_path / "aios.yaml").write_text("sensors: {interval: 1h}\n")
+    result = run_cli("run", "--host", "0.0.0.0", "--port", str(free_port()), "--config", str(tmp_path / "aios.yaml"),
+                     cwd=tmp_path)
+    assert result.returncode == 1
+    assert "binding to 0.0.0.0 needs a token" in result.stderr and "Traceback" not in result.stderr
