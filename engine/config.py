@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.dag import dependency_order
 from engine.schemas import apply_defaults, load_schema, schema_errors
 from engine.yaml_loader import Document, Loc, YamlError, load_file
 
@@ -97,20 +98,10 @@ def _pipeline_problems(doc: Document) -> list[Diagnostic]:
                 if need not in ids:
                     out.append(Diagnostic(doc.loc(f"/pipelines/{name}/tasks/{index}/needs/{n}"),
                                           f"needs {need!r}, which is not a task of pipeline {name}"))
-        if not out and _has_cycle({t["id"]: t.get("needs", []) for t in spec["tasks"]}):
+        needs = {t["id"]: t.get("needs", []) for t in spec["tasks"]}
+        if not out and len(dependency_order(needs)) < len(needs):
             out.append(Diagnostic(doc.loc(f"/pipelines/{name}/tasks"), f"the tasks of pipeline {name} form a cycle"))
     return out
-
-
-def _has_cycle(needs: dict[str, list[str]]) -> bool:
-    remaining = dict(needs)
-    while remaining:
-        ready = [node for node, deps in remaining.items() if not any(d in remaining for d in deps)]
-        if not ready:
-            return True
-        for node in ready:
-            del remaining[node]
-    return False
 
 
 def load_config(path: str | Path | None) -> Config:

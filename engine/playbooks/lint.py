@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from engine.config import Config
+from engine.dag import dependency_order
 from engine.durations import parse_duration
 from engine.playbooks.model import Playbook
 from engine.playbooks.schema import SCHEMA, Entry, LintDiagnostic, load_playbook_file
@@ -165,7 +166,7 @@ class _EntryChecker:
         self.needs = {step["id"]: step.get("needs", []) for step in self.raw["steps"]}
         self.position = {name: i for i, name in enumerate(self.needs)}
         self.edges = {name: [n for n in needs if n in self.needs and n != name] for name, needs in self.needs.items()}
-        self.order = self._order()
+        self.order = dependency_order(self.edges)
         self.ancestors: dict[str, int] = {}  # each step's ancestors as bits over positions: linear for long chains
         for name in self.order:
             bits = 0
@@ -322,24 +323,6 @@ class _EntryChecker:
             index = next(i for i, step in enumerate(self.raw["steps"]) if step["id"] == cycle[0])
             self._error(f"/steps/{index}/needs", f"steps need each other in a cycle: {' → '.join(cycle)}",
                         "needs-cycle", key=True)
-
-    def _order(self) -> list[str]:
-        """The steps in an order where each comes after the steps it needs (Kahn); cycles are left out."""
-        waiting = {name: len(targets) for name, targets in self.edges.items()}
-        users: dict[str, list[str]] = {name: [] for name in self.edges}
-        for name, targets in self.edges.items():
-            for target in targets:
-                users[target].append(name)
-        ready = [name for name, count in waiting.items() if count == 0]
-        order = []
-        while ready:
-            done = ready.pop()
-            order.append(done)
-            for user in users[done]:
-                waiting[user] -= 1
-                if waiting[user] == 0:
-                    ready.append(user)
-        return order
 
     def _cycle(self, stuck: set[str]) -> list[str]:
         """One cycle among the `stuck` steps (those `_order` left out), as a path back to its start, or []."""
