@@ -26,17 +26,17 @@ import orjson  # noqa: E402
 from engine.actions import ACTIONS
 from engine.agents.local import LocalAgents  # noqa: E402
 from engine.bus import Bus  # noqa: E402
-from engine.dispatch import Dispatcher  # noqa: E402
+from engine.admission.dispatch import Dispatcher  # noqa: E402
 from engine.emitter import EngineEmitter  # noqa: E402
 from engine.events import EventValidator  # noqa: E402
 from engine.intake import Intake  # noqa: E402
 from engine.playbooks.compiler import Index  # noqa: E402
 from engine.playbooks.matcher import Matcher  # noqa: E402
 from engine.playbooks.model import playbook_from  # noqa: E402
-from engine.reactor.guards import Budget, CircuitBreaker, LoopGuard  # noqa: E402
+from engine.admission.guards import Budget, CircuitBreaker, LoopGuard  # noqa: E402
 from engine.reactor.runner import Reactor, ReactorDeps  # noqa: E402
 from engine.reactor.watch import EventWatcher  # noqa: E402
-from engine.scheduler import Job, Scheduler  # noqa: E402
+from engine.admission.scheduler import Job, Scheduler  # noqa: E402
 from engine.store.writer import EventWriter  # noqa: E402
 
 NOOP = ["/bin/true"]

@@ -13,7 +13,7 @@ from engine.agents.local import LocalAgents
 from engine.playbooks.model import Playbook, playbook_from
 from engine.reactor.runner import Reactor, ReactorDeps
 from engine.reactor.watch import EventWatcher
-from engine.scheduler import Job
+from engine.admission.scheduler import Job
 
 
 class Harness:

@@ -20,7 +20,7 @@ from engine.actions import ACTIONS, KINDS, get_action
 from engine.actions.base import OUTPUT_LIMIT, ActionError, RunInfo, Services, StepResult
 from engine.actions.process import run_mark
 from engine.playbooks.templates import render_tree, resolve
-from engine.reactor import proctree
+from engine.osutil import proctree
 from engine.schemas import load_schema
 
 PY = sys.executable

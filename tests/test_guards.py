@@ -1,5 +1,5 @@
 """Circuit breaker, remediation budget and loop guard, with an injected clock."""
-from engine.reactor.guards import Budget, CircuitBreaker, LoopGuard
+from engine.admission.guards import Budget, CircuitBreaker, LoopGuard
 
 
 class Clock:

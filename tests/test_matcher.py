@@ -6,7 +6,7 @@ from typing import Any
 from engine.playbooks.compiler import Index
 from engine.playbooks.matcher import Match, Matcher
 from engine.playbooks.model import Playbook, playbook_from
-from engine.priorities import decision_priority, event_priority, rank
+from engine.admission.priorities import decision_priority, event_priority, rank
 
 
 class Clock:

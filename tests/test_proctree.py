@@ -14,7 +14,7 @@ import psutil
 import pytest
 from test_actions import gone, wait_file
 
-from engine.reactor import proctree
+from engine.osutil import proctree
 
 TREE = textwrap.dedent("""
     import os, subprocess, sys, time
@@ -97,7 +97,7 @@ def test_the_engine_and_its_ancestors_are_never_killed(mark):
     """A marked engine asked to kill its own mark and its own tree survives; only its marked sibling dies."""
     script = textwrap.dedent("""
         import json, os, subprocess, sys
-        from engine.reactor import proctree
+        from engine.osutil import proctree
         mark = os.environ["AIOS_RUN_MARK"]
         sibling = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         killed = proctree.kill_marked(mark, grace_s=1) + proctree.kill_tree(os.getpid(), mark, grace_s=1) \\

@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from engine.playbooks.model import Playbook
-from engine.scheduler import Job, Scheduler
+from engine.admission.scheduler import Job, Scheduler
 
 
 class Harness:

@@ -19,7 +19,7 @@ import pytest
 from test_actions import gone
 
 from engine.agents.supervisor import Supervisor, rotate_log
-from engine.reactor import proctree
+from engine.osutil import proctree
 
 SLEEPER = ["python", "-c", "import time; time.sleep(60)"]
 PARENT = ["python", "-c", "import subprocess, sys, time; "

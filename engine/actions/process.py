@@ -3,7 +3,7 @@
 The child starts in its own session with `AIOS_RUN_MARK=<run_id>/<step>/<attempt>` in its environment;
 every descendant inherits the mark, so when the runner's timeout cancels the step, the whole tree dies
 with it: the child, its descendants, its process group and any marked runaway that called `setsid()`
-(see `engine.reactor.proctree`). The same mark lets the runner kill leftovers after a crash.
+(see `engine.osutil.proctree`). The same mark lets the runner kill leftovers after a crash.
 
 Output is pushed to a protocol rather than pulled from streams: up to OUTPUT_LIMIT bytes of each stream
 are kept, the rest is read and dropped, so a chatty child never blocks on a full pipe. When the child
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.actions.base import OUTPUT_LIMIT, RunInfo, Services, StepResult
-from engine.reactor import proctree
+from engine.osutil import proctree
 
 DRAIN_S = 0.5  # after the child exits, how long its output may take to reach end-of-file
 _EXIT_WAIT_S = 1.0  # after a kill, how long to wait for the child watcher to notice the exit

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.actions.base import Action, ActionError, RunInfo, Services, StepResult, get_arg
-from engine.reactor.proctree import signal_from_name
+from engine.osutil.proctree import signal_from_name
 
 
 class Signal(Action):

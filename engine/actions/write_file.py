@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.actions.base import Action, ActionError, RunInfo, Services, StepResult, get_arg
-from engine.store.layout import atomic_write
+from engine.osutil.files import atomic_write
 
 _OCTAL = re.compile(r"^0?[0-7]{3,4}$")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from engine.reactor import proctree
+from engine.osutil import proctree
 
 _REAP_S = 5.0  # after the tree was killed, how long to wait for the old process to be reaped
 ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # so `python -m engine…` agents import this engine

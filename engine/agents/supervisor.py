@@ -32,9 +32,9 @@ import orjson
 from engine.agents.local import AgentProcess, Exit, LocalAgents
 from engine.durations import parse_duration
 from engine.events import format_ts
-from engine.reactor import proctree
+from engine.osutil import proctree
 from engine.schemas import apply_defaults, load_schema
-from engine.store.layout import atomic_write
+from engine.osutil.files import atomic_write
 
 log = logging.getLogger("aios.agents")
 

@@ -26,7 +26,7 @@ import orjson
 from engine.playbooks.compiler import Index
 from engine.playbooks.conditions import MISSING, lookup, split_path
 from engine.playbooks.model import Playbook
-from engine.priorities import decision_priority
+from engine.admission.priorities import decision_priority
 
 SWEEP_EVERY_S = 60.0  # how often state whose windows have passed is dropped
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from engine.store.layout import fsync_dir, iter_lines
+from engine.store.layout import iter_lines
+from engine.osutil.files import fsync_dir
 
 
 class Journal:

@@ -25,11 +25,11 @@ from engine.dag import run_dag
 from engine.events import format_ts
 from engine.playbooks.model import Playbook, Retry, Step
 from engine.playbooks.templates import TemplateError, render, render_tree, resolve
-from engine.reactor import proctree
+from engine.osutil import proctree
 from engine.reactor.journal import Journal, JournalState, unfinished
 from engine.reactor.records import Attempt, RollbackEntry, RunRecord, RunStore, StepRecord, tail
 from engine.reactor.snapshot import Snapshot, SnapshotError, SnapshotMissing
-from engine.scheduler import Job
+from engine.admission.scheduler import Job
 
 log = logging.getLogger("aios.reactor")
 

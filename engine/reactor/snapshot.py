@@ -32,7 +32,7 @@ from typing import IO, Any
 import orjson
 
 from engine.events import format_ts
-from engine.store.layout import atomic_write, fsync_dir
+from engine.osutil.files import atomic_write, fsync_dir
 
 DEFAULT_CAP_BYTES = 64 << 20
 MANIFEST_VERSION = 1

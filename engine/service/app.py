@@ -26,7 +26,7 @@ from engine.actions import get_action
 from engine.agents.supervisor import Supervisor
 from engine.bus import Bus
 from engine.config import Config, ConfigError, load_config
-from engine.dispatch import Dispatcher
+from engine.admission.dispatch import Dispatcher
 from engine.durations import parse_duration
 from engine.emitter import EngineEmitter
 from engine.events import EventValidator
@@ -35,13 +35,13 @@ from engine.pipeline.base import PipelineContext
 from engine.pipeline.runner import run_pipeline
 from engine.playbooks.matcher import Matcher
 from engine.playbooks.registry import Registry
-from engine.reactor.guards import Budget, CircuitBreaker, LoopGuard
+from engine.admission.guards import Budget, CircuitBreaker, LoopGuard
 from engine.reactor.records import RecordError
 from engine.reactor.rollback import RollbackRefused, rollback_run
 from engine.reactor.runner import Reactor, ReactorDeps
 from engine.reactor.snapshot import SnapshotError
 from engine.reactor.watch import EventWatcher
-from engine.scheduler import Job, Scheduler
+from engine.admission.scheduler import Job, Scheduler
 from engine.sensors.build import build_sensors, scan_all
 from engine.service.api import build_app
 from engine.service.metrics import Metrics

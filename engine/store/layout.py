@@ -1,4 +1,4 @@
-"""Where the event store keeps its files (contract §6), and the crash-safe file primitives it uses."""
+"""Where the event store keeps its files (contract §6), and how its day files are read line by line."""
 from __future__ import annotations
 
 import os
@@ -7,6 +7,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
 
 DAY_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$")
 READ_CHUNK = 1 << 20
@@ -59,27 +60,6 @@ class Layout:
             return archive
         raw = self.raw(day)
         return raw if raw.exists() else None
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old or the new file, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def _raw_chunks(path: Path, offset: int = 0) -> Iterator[bytes]:

@@ -28,7 +28,8 @@ from typing import Any
 import orjson
 
 from engine.store.dedup import DedupIndex
-from engine.store.layout import Layout, atomic_write, fsync_dir, iter_lines
+from engine.store.layout import Layout, iter_lines
+from engine.osutil.files import atomic_write, fsync_dir
 from engine.store.lock import DataLock
 from engine.store.retention import CompactReport, compact
 

@@ -14,8 +14,8 @@ from typing import Any
 from engine.emitter import EngineEmitter
 from engine.playbooks.model import Playbook
 from engine.playbooks.templates import TemplateError, render, resolve
-from engine.reactor.guards import Budget, CircuitBreaker, LoopGuard, SetAside
-from engine.scheduler import Job, Scheduler
+from engine.admission.guards import Budget, CircuitBreaker, LoopGuard, SetAside
+from engine.admission.scheduler import Job, Scheduler
 
 AGENT_ACTIONS = ("restart_agent", "signal")
 
