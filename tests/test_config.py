@@ -7,7 +7,10 @@ from engine.config import load_config
 
 def test_defaults_fill_every_key():
     config = load_config(None)
-    assert config.raw["server"] == {"host": "127.0.0.1", "port": 8765, "token": None, "max_body_bytes": 8388608}
+    assert config.raw["server"] == {"host": "127.0.0.1", "port": 8765, "token": None, "max_body_bytes": 8388608,
+                                    "allowed_hosts": [], "header_timeout": "10s", "body_timeout": "30s",
+                                    "max_undecided": 20000}
+    assert config.store["reserve_mb"] == 8
     assert config.store["raw_days"] == 7 and config.store["delete_days"] == 30
     assert config.store["dedup_window"] == "24h"
 
