@@ -1,4 +1,5 @@
-"""The JSON Schemas in `schemas/`: the single source of truth that validation, lint and docs read."""
+"""The JSON Schemas (`schemas/`, shipped as engine/resources/schemas): the single source of truth that
+validation, lint and docs read."""
 from __future__ import annotations
 
 import copy
@@ -13,18 +14,20 @@ import orjson
 
 from engine.durations import PATTERN as DURATION_PATTERN
 from engine.durations import parse_duration
+from engine.resources import resource
 from engine.yaml_loader import pointer_join
 
 if TYPE_CHECKING:
     import jsonschema
 
+# The checkout's `schemas/` (a symlink to the packaged folder), where docgen finds `docs/` next to it.
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 
 @functools.cache
 def load_schema(name: str) -> dict[str, Any]:
     """The parsed schema `schemas/<name>.schema.json`."""
-    return orjson.loads((SCHEMAS_DIR / f"{name}.schema.json").read_bytes())
+    return orjson.loads(resource("schemas", f"{name}.schema.json").read_bytes())
 
 
 @functools.cache
