@@ -1,9 +1,12 @@
 """In-process publish/subscribe by event-type glob, with bounded queues.
 
-Every subscriber has its own bounded queue, so memory never grows without limit. What happens when a
-queue is full is the subscriber's choice: `block` (the default) makes `publish` wait, which pushes back
-on intake; `drop_oldest` suits observers such as dashboards, which would rather lose an old event
-than slow the engine (drops are counted). Events reach the bus only after they are stored.
+Publishing never waits. A publisher that waited on a full queue could be the very consumer of that
+queue (the decision loop emits `scheduler.decision` for each event it decides): a burst would then
+deadlock the engine. So a subscriber is either `lossless`, an unbounded queue for the engine's own
+decision loop, whose size the edges bound instead (intake refuses outside events with 503 above
+`server.max_undecided`), or `drop_oldest`, a bounded queue for observers such as dashboards, which would
+rather lose an old event than slow the engine (drops are counted). Events reach the bus only after they
+are stored.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any, Literal
 
 from engine.events import type_pattern
 
-Policy = Literal["block", "drop_oldest"]
+Policy = Literal["lossless", "drop_oldest"]
 
 
 @dataclass(slots=True)
@@ -50,13 +53,14 @@ class Bus:
         self.published = 0
 
     def subscribe(self, name: str, patterns: str | tuple[str, ...] = "*", maxsize: int = 10_000,
-                  policy: Policy = "block") -> Subscription:
-        """Register a subscriber for the types matching any of `patterns` (shell globs)."""
-        if maxsize < 1:
-            raise ValueError("a subscription needs a bounded queue (maxsize >= 1)")
+                  policy: Policy = "drop_oldest") -> Subscription:
+        """Register a subscriber for the types matching any of `patterns` (shell globs). `maxsize`
+        bounds a `drop_oldest` queue; a `lossless` one is unbounded (its producers are bounded)."""
+        if policy == "drop_oldest" and maxsize < 1:
+            raise ValueError("a drop_oldest subscription needs a bounded queue (maxsize >= 1)")
         globs = (patterns,) if isinstance(patterns, str) else tuple(patterns)
         regex = type_pattern(globs)
-        sub = Subscription(name, globs, asyncio.Queue(maxsize), policy, regex)
+        sub = Subscription(name, globs, asyncio.Queue(maxsize if policy == "drop_oldest" else 0), policy, regex)
         self._subs.append(sub)
         return sub
 
@@ -66,7 +70,7 @@ class Bus:
             self._subs.remove(sub)
 
     async def publish(self, event: dict[str, Any]) -> None:
-        """Deliver to every matching subscriber; waits while a `block` subscriber's queue is full."""
+        """Deliver to every matching subscriber. Never waits (a coroutine only so callers stay uniform)."""
         self.published += 1
         event_type = event["type"]
         for sub in self._subs:
@@ -78,7 +82,7 @@ class Bus:
                     sub.dropped += 1
                 sub.queue.put_nowait(event)
             else:
-                await sub.queue.put(event)
+                sub.queue.put_nowait(event)
 
     def depth(self) -> dict[str, int]:
         """Queue depth per subscriber, for health and metrics."""

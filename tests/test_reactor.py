@@ -88,7 +88,8 @@ def test_timeout_kills_the_whole_tree_including_a_setsid_grandchild(data_dir: Pa
     playbook = pb({"id": "hang", "timeout": "1500ms",
                    "steps": [{"id": "stuck", "action": "shell", "with": {"argv": script_argv}}]})
     h = Harness(data_dir, [playbook])
-    assert asyncio.run(h.run("hang", EVENT)) == "failed"
+    assert asyncio.run(h.run("hang", EVENT)) == "timeout"
+    assert RunStore(data_dir).get("01RUN0000000000000000000001").status == "timeout"  # the record says so too
     pids = [int(line) for line in pids_file.read_text().split()]
     assert len(pids) == 2
     for pid in pids:

@@ -69,8 +69,7 @@ def test_runner_killed_inside_a_step_is_rolled_back_at_next_start(data_dir: Path
     assert psutil.pid_exists(step_pid)  # the step's session outlived the runner
 
     h = Harness(data_dir, [pb(raw)])
-    outcomes = asyncio.run(h.reactor.recover())
-    assert outcomes == [(RUN_ID, "rolled_back")]
+    assert asyncio.run(h.reactor.recover()) == []  # nothing to resume: rolled back at once
     assert target.read_text() == "workers: 2\n"
     wait_until(lambda: not psutil.pid_exists(step_pid)
                or psutil.Process(step_pid).status() == psutil.STATUS_ZOMBIE, timeout=5)
@@ -95,8 +94,9 @@ def test_runner_killed_during_a_backoff_resumes_the_retry_at_next_start(data_dir
     assert counter.read_text() == "x"
 
     h = Harness(data_dir, [pb(raw)])
-    outcomes = asyncio.run(h.reactor.recover())
-    assert outcomes == [(RUN_ID, "succeeded")]
+    jobs = asyncio.run(h.reactor.recover())
+    assert [job.run_id for job in jobs] == [RUN_ID] and counter.read_text() == "x"  # recovery waits for nothing
+    assert asyncio.run(h.reactor.run(jobs[0])) == "succeeded"  # admitted again, the run continues
     assert counter.read_text() == "xx"  # the retry ran once, after the wait
     assert h.types() == ["reactor.resumed", "reactor.succeeded"]
     record = RunStore(data_dir).get(RUN_ID)
@@ -119,6 +119,7 @@ def test_a_run_that_crashed_after_a_step_failed_is_rolled_back_not_resumed(data_
         {"t": "result", "step": "bad", "attempt": 1, "ok": False, "exit_code": 1, "stdout": "", "error": None},
     ]) + "\n")  # the engine died while emitting reactor.failed
     h = Harness(data_dir, [pb(raw)])
-    assert asyncio.run(h.reactor.recover()) == [(RUN_ID, "rolled_back")]
+    assert asyncio.run(h.reactor.recover()) == []
+    assert RunStore(data_dir).get(RUN_ID).status == "rolled_back"
     assert "reactor.succeeded" not in h.types() and "step bad had failed" in h.events[0]["data"]["reason"]
     assert target.read_text() == "put back\n"

@@ -1,48 +1,62 @@
-"""From a decision to a run: guards (loop, circuit breaker, budget) → scheduler → reactor → outcome.
+"""From a decision to a run: guards (loop, circuit breaker, unknown agent, budget) → scheduler → reactor.
 
-The matcher says which playbooks an event triggers; this decides whether each may run now. A decision
-set aside by a guard is announced (`scheduler.decision` with `outcome: set_aside` and the reason, plus
-the guard's own event the first time: `reactor.circuit_open`, `escalation.budget_exhausted`,
-`reactor.loop_detected`); one that passes goes to the scheduler, which starts it on the reactor.
+The matcher says which playbooks an event triggers; this decides whether each may run now. Every guard
+is checked before any is committed, and they are committed only once the scheduler has taken the run,
+so a refusal by one never spends another's allowance. A decision set aside is announced
+(`scheduler.decision` with `outcome: set_aside`, the reason code and a detail, plus the guard's own event
+the first time: `reactor.circuit_open`, `escalation.budget_exhausted`, `reactor.loop_detected`) and
+logged; one that passes goes to the scheduler, which starts it on the reactor.
 """
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from engine.emitter import EngineEmitter
-from engine.playbooks.model import Playbook
-from engine.playbooks.templates import TemplateError, render, resolve
 from engine.admission.guards import Budget, CircuitBreaker, LoopGuard, SetAside
 from engine.admission.scheduler import Job, Scheduler
+from engine.emitter import EngineEmitter
+from engine.playbooks.model import Playbook, Step
+from engine.playbooks.templates import TemplateError, render, resolve
 
+log = logging.getLogger("aios.decisions")
 AGENT_ACTIONS = ("restart_agent", "signal")
+ACCEPTED = ("queued", "waiting")
+FAILED = ("failed", "timeout", "rolled_back")  # outcomes the breaker counts; `cancelled` (shutdown) is none
 
 
-def touched_agents(playbook: Playbook, event: dict[str, Any]) -> set[str]:
-    """The agents a run acts on: the event's agent, and agents its steps restart or signal."""
-    agents = {event["agent"]} if isinstance(event.get("agent"), str) else set()
-    for step in playbook.steps:
+def _rendered_targets(steps: Iterable[Step], event: dict[str, Any]) -> set[str]:
+    agents = set()
+    for step in steps:
         target = step.with_.get("agent")
         if step.action in AGENT_ACTIONS and isinstance(target, str):
             try:
                 agents.add(str(render(target, lambda path: resolve(event, path))))
             except (KeyError, TemplateError):
-                continue
+                continue  # depends on an earlier step's output: the action checks it when it runs
     return agents
 
 
+def target_agents(playbook: Playbook, event: dict[str, Any]) -> set[str]:
+    """The agents a run would restart or signal (its steps and its rollback steps)."""
+    return _rendered_targets((*playbook.steps, *playbook.rollback), event)
+
+
+def touched_agents(playbook: Playbook, event: dict[str, Any]) -> set[str]:
+    """The agents a run acts on, for the budget: the event's agent and the agents its steps target."""
+    agents = {event["agent"]} if isinstance(event.get("agent"), str) else set()
+    return agents | target_agents(playbook, event)
+
+
 class Dispatcher:
-    def __init__(self, *, emitter: EngineEmitter, clock: Callable[[], float], breaker: CircuitBreaker,
-                 budget: Budget, loop: LoopGuard) -> None:
+    def __init__(self, *, emitter: EngineEmitter, breaker: CircuitBreaker, budget: Budget, loop: LoopGuard,
+                 declared: Callable[[], Collection[str]], scheduler: Scheduler | None = None) -> None:
         self.emitter = emitter
-        self.clock = clock
         self.breaker = breaker
         self.budget = budget
         self.loop = loop
-        self.scheduler: Scheduler | None = None
-        self._background: set[asyncio.Task[Any]] = set()
+        self.declared = declared
+        self.scheduler = scheduler
 
     def attach(self, scheduler: Scheduler) -> None:
         """The scheduler is built after the dispatcher (it emits through it), so it is attached here."""
@@ -51,21 +65,43 @@ class Dispatcher:
     async def dispatch(self, playbook: Playbook, event: dict[str, Any], priority: str,
                        key: tuple[Any, ...]) -> str:
         """Queue a run of `playbook` for `event` unless a guard sets it aside; returns the outcome."""
+        return await self.dispatch_job(Job(playbook, event, priority, key))
+
+    async def dispatch_job(self, job: Job) -> str:
+        """Guards, then the scheduler, for a job built by the caller (a recovered run keeps its run id)."""
         assert self.scheduler is not None
-        job = Job(playbook, event, priority, key)
-        aside = (self.loop.admit(playbook.id, event) or self.breaker.admit(playbook.id)
-                 or self.budget.admit(touched_agents(playbook, event)))
+        playbook, event = job.playbook, job.event
+        targets = target_agents(playbook, event)
+        touched = touched_agents(playbook, event) if playbook.exclusive else set()
+        aside = self._check(job, targets, touched)
         if aside is not None:
             await self._set_aside(job, aside)
             return "set_aside"
-        return await self.scheduler.offer(job)
+        outcome, reason = self.scheduler.place(job)
+        if outcome in ACCEPTED:  # certain to run: only now is anything spent (before any other placement)
+            self.loop.commit(playbook.id, event)
+            self.breaker.commit(job.key)
+            self.budget.commit(touched)
+        await self.scheduler.announce(job, outcome, reason)
+        return outcome
+
+    def _check(self, job: Job, targets: set[str], touched: set[str]) -> SetAside | None:
+        unknown = sorted(targets - set(self.declared()))
+        if unknown:
+            return SetAside("unknown_agent", f"not a declared agent: {', '.join(unknown)} (agents in aios.yaml)")
+        return (self.loop.check(job.playbook.id, job.event) or self.breaker.check(job.key)
+                or self.budget.check(touched))
 
     async def _set_aside(self, job: Job, aside: SetAside) -> None:
+        log.info("decision set aside", extra={"playbook": job.playbook.id, "cause": job.event.get("id"),
+                                              "agent": job.event.get("agent"), "outcome": "set_aside",
+                                              "reason": aside.reason, "detail": aside.detail})
         if aside.event_type:
             await self.emitter.emit(aside.event_type, aside.data, job.event, "warning")
         await self.emitter.emit("scheduler.decision", {
-            "playbook": job.playbook.id, "priority": job.priority, "cause": job.event.get("id"),
-            "outcome": "set_aside", "reason": aside.reason}, job.event, source="engine.scheduler")
+            "run_id": job.run_id or None, "playbook": job.playbook.id, "priority": job.priority,
+            "cause": job.event.get("id"), "outcome": "set_aside", "reason": aside.reason,
+            "detail": aside.detail}, job.event, source="engine.scheduler")
 
     # -- hooks for the scheduler and the reactor ---------------------------------------------------
     async def emit_decision(self, type_: str, data: dict[str, Any], job: Job) -> None:
@@ -79,10 +115,12 @@ class Dispatcher:
             self.loop.emitted(stored["id"], data["playbook"])
         return stored
 
-    def on_outcome(self, job: Job, status: str) -> None:
-        opened = self.breaker.record(job.playbook.id, status == "succeeded")
+    async def on_outcome(self, job: Job, status: str) -> None:
+        """Count a finished run toward its breaker; announce the breaker opening."""
+        if status not in FAILED and status != "succeeded":
+            return
+        opened = self.breaker.record(job.key, status == "succeeded")
         if opened is not None and opened.event_type:
-            task = asyncio.get_running_loop().create_task(
-                self.emitter.emit(opened.event_type, opened.data, job.event, "warning"))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            log.warning("circuit opened", extra={"playbook": job.playbook.id, "key": opened.data["key"],
+                                                 "cooldown_s": opened.data["cooldown_s"]})
+            await self.emitter.emit(opened.event_type, opened.data, job.event, "warning")

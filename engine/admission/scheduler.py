@@ -46,13 +46,15 @@ class Scheduler:
 
     `emit(type, data, job)` publishes `scheduler.decision` events; `new_id()` names runs.
     Overflow policy: when `queue_max` jobs wait, a new job displaces the newest job of a strictly lower
-    class; if there is none it is refused (`queue_full`). Both are announced as decisions.
+    class; if there is none it is refused (`queue_full`). Both are announced as decisions;
+    `on_dropped(job)` hears of each displaced job (a recovered run must then be closed).
     """
 
     def __init__(self, *, start: Callable[[Job], Awaitable[Any]],
                  emit: Callable[[str, dict[str, Any], Job], Awaitable[Any]],
                  clock: Callable[[], float], new_id: Callable[[], str],
-                 max_concurrent: int = 5, queue_max: int = 10_000, aging_s: float = 30.0) -> None:
+                 max_concurrent: int = 5, queue_max: int = 10_000, aging_s: float = 30.0,
+                 on_dropped: Callable[[Job], None] | None = None) -> None:
         self._start = start
         self._emit = emit
         self._clock = clock
@@ -67,46 +69,57 @@ class Scheduler:
         self._idle = asyncio.Event()
         self._idle.set()
         self.paused = False
-        self._announcing: set[asyncio.Task[None]] = set()
+        self._displaced: list[tuple[Job, str]] = []
+        self._on_dropped = on_dropped
+        self.progress_at = clock()  # when a run last started or ended: health tells a stalled queue by it
 
     # -- intake of decisions ----------------------------------------------------------------------
     async def offer(self, job: Job) -> str:
-        """Queue `job` (or hold it behind a run of the same key); returns what became of it."""
+        """Queue `job` (or hold it behind a run of the same key) and announce it; returns what became of it."""
+        outcome, reason = self.place(job)
+        await self.announce(job, outcome, reason)
+        return outcome
+
+    def place(self, job: Job) -> tuple[str, str | None]:
+        """Decide at once, without waiting: queued, waiting (behind a run of its key), coalesced or
+        queue_full, with the reason. The caller announces it (`announce`) — and can commit its guards
+        in between, before any other decision is placed."""
         job.run_id = job.run_id or self._new_id()
         job.queued_at = self._clock()
         job.seq = next(self._seq)
         state = self._keys.get(job.key)
         if state is not None:
             if state.waiting is not None:
-                await self._decide(job, "coalesced", reason=f"a run for this key is going ({state.going.run_id}) "
-                                                              f"and one waits ({state.waiting.run_id})")
-                return "coalesced"
+                return "coalesced", (f"a run for this key is going ({state.going.run_id}) "
+                                     f"and one waits ({state.waiting.run_id})")
             state.waiting = job
-            await self._decide(job, "waiting", reason=f"waits for run {state.going.run_id} of the same key")
-            return "waiting"
+            return "waiting", f"waits for run {state.going.run_id} of the same key"
         if self.depth >= self.queue_max and not self._displace(job):
-            await self._decide(job, "queue_full", reason=f"{self.queue_max} runs already wait")
-            return "queue_full"
+            return "queue_full", f"{self.queue_max} runs already wait"
         self._keys[job.key] = _KeyState(job)
         self._classes[RANK[job.priority]].append(job)
-        try:
-            await self._decide(job, "queued")
-        finally:
-            self._pump()  # queued is queued, even when announcing it failed
-        return "queued"
+        self._pump()
+        return "queued", None
+
+    async def announce(self, job: Job, outcome: str, reason: str | None = None) -> None:
+        """The `scheduler.decision` of a placed job, and of the jobs its placing displaced."""
+        displaced, self._displaced = self._displaced, []
+        for dropped, why in displaced:
+            await self._decide(dropped, "displaced", why)
+        await self._decide(job, outcome, reason)
 
     def _displace(self, job: Job) -> bool:
-        """Make room for `job` by dropping the newest job of the lowest class below it."""
+        """Make room for `job` by dropping the newest job of the lowest class below it (announced with it)."""
         for rank in range(len(PRIORITIES) - 1, RANK[job.priority], -1):
             if self._classes[rank]:
                 victim = self._classes[rank].pop()
                 state = self._keys.pop(victim.key)  # a queued job is always its key's going one
+                why = f"queue full; made room for {job.priority} work"
                 for dropped in (victim, state.waiting):  # its waiting follower goes too: room is room
                     if dropped is not None:
-                        task = asyncio.get_running_loop().create_task(self._decide(
-                            dropped, "displaced", reason=f"queue full; made room for {job.priority} work"))
-                        self._announcing.add(task)
-                        task.add_done_callback(self._announcing.discard)
+                        self._displaced.append((dropped, why))
+                        if self._on_dropped is not None:
+                            self._on_dropped(dropped)
                 return True
         return False
 
@@ -130,6 +143,12 @@ class Scheduler:
     def depth_by_priority(self) -> dict[str, int]:
         return {name: len(self._classes[rank]) for name, rank in RANK.items()}
 
+    def stalled_for(self, now: float) -> float:
+        """Seconds that runs have waited with free slots and nothing started (0: not stalled)."""
+        if self.paused or not self.depth or len(self._running) >= self.max_concurrent:
+            return 0.0
+        return max(0.0, now - self.progress_at)
+
     def effective_rank(self, job: Job, now: float) -> int:
         """The class a waiting job competes in: one better per `aging_s` waited, never better than P0."""
         return max(0, RANK[job.priority] - int((now - job.queued_at) // self.aging_s))
@@ -150,8 +169,9 @@ class Scheduler:
             if job is None:
                 break
             task = asyncio.get_running_loop().create_task(self._run(job), name=f"run-{job.run_id}")
-            self._running[job.run_id] = task
+            self._running[job.run_id] = task  # held here and awaited by `drain`: not fire-and-forget
             self._idle.clear()
+            self.progress_at = self._clock()
 
     async def _run(self, job: Job) -> None:
         stopping = False
@@ -164,6 +184,7 @@ class Scheduler:
             log.exception("run %s of %s failed to run", job.run_id, job.playbook.id)
         finally:
             del self._running[job.run_id]
+            self.progress_at = self._clock()
             self._release_key(job)
             if not stopping:
                 self._pump()

@@ -5,7 +5,9 @@ A run: journal `start` → `reactor.started` → snapshot of declared paths → 
 retried with exponential backoff → `reactor.succeeded`, or on failure: restore the snapshot, run the
 `rollback` steps in reverse order, `reactor.failed` then `reactor.rolled_back`. Cancellation (engine
 shutdown past its grace) rolls back the same way. Every state change is journaled first, so after a
-crash `recover()` resumes runs that were waiting for a retry and rolls back runs caught inside a step.
+crash `recover()` kills what unfinished steps left and rolls back runs caught inside a step, and hands
+back the runs that were waiting for a retry as jobs: they go through the guards and the scheduler again
+once the engine is up (the same run id, continuing from their journal), or are closed with `abandon`.
 """
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ class ReactorDeps:
     rng: random.Random = field(default_factory=random.Random)
     python: str = "python3"
     snapshot_cap_bytes: int = 64 << 20
-    on_outcome: Callable[[Job, str], None] | None = None  # breaker/budget bookkeeping
+    on_outcome: Callable[[Job, str], Awaitable[None]] | None = None  # breaker bookkeeping
 
 
 class _Run:
@@ -242,21 +244,30 @@ class Reactor:
         self.store = RunStore(deps.data_dir)
 
     async def run(self, job: Job) -> str:
-        """Run `job` to the end; returns the final status (succeeded, failed, rolled_back, cancelled)."""
+        """Run `job` to the end; returns the final status (succeeded, failed, timeout, rolled_back,
+        cancelled). A job from `recover()` continues its run where the journal left it."""
+        resumed: _Resume | None = job.extra.get("resume")
         journal = Journal(self.runs_dir / job.run_id / "journal.jsonl")
-        await journal.awrite("start", playbook=job.playbook.id, event=job.event, priority=job.priority,
-                      key=list(job.key))
-        run = _Run(self.deps, job, journal, await self._new_record(job), self.store)
+        if resumed is None:
+            await journal.awrite("start", playbook=job.playbook.id, event=job.event, priority=job.priority,
+                                 key=list(job.key))
+            record = await self._new_record(job)
+        else:
+            record = resumed.record
+        run = _Run(self.deps, job, journal, record, self.store)
         try:
-            await run.emit("reactor.started", {"priority": job.priority})
-            return await self._execute(run, done={})
+            if resumed is None:
+                await run.emit("reactor.started", {"priority": job.priority})
+                return await self._execute(run, done={})
+            resumed.prime(run)
+            await run.emit("reactor.resumed", {"steps": sorted(resumed.resume)})
+            return await self._execute(run, resumed.done, resumed.resume)
         except Exception as exc:  # the store refused an outcome event, say: record it, count it, go on
             log.exception("run %s of %s stopped unexpectedly", job.run_id, job.playbook.id)
             run.record.error = f"engine error: {type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):
                 await run.save()
-            if self.deps.on_outcome is not None:
-                self.deps.on_outcome(job, "failed")
+            await self._outcome(job, "failed")
             return "failed"
         finally:
             await run.settle()
@@ -289,7 +300,8 @@ class Reactor:
             return await self._end(run, "succeeded")
         result = run.results.get(failed)
         reason = result.error if result and result.error else f"exit code {result.exit_code if result else '?'}"
-        return await self._fail(run, "failed", f"step {failed} failed: {reason}", failed_step=failed)
+        status = "timeout" if result is not None and result.error == "timeout" else "failed"
+        return await self._fail(run, status, f"step {failed} failed: {reason}", failed_step=failed)
 
     @staticmethod
     def _pre_run_paths(run: _Run) -> list[str]:
@@ -325,57 +337,67 @@ class Reactor:
         run.record.finished = format_ts(self.deps.clock())
         await run.save()
         await run.journal.awrite("end", status=status)
-        if self.deps.on_outcome is not None:
-            self.deps.on_outcome(run.job, status)
+        await self._outcome(run.job, status)
+        log.log(logging.INFO if status == "succeeded" else logging.WARNING, "run %s", status,
+                extra={"run_id": run.job.run_id, "playbook": run.pb.id, "cause": run.job.event.get("id"),
+                       "agent": run.job.event.get("agent"), "status": status, "error": run.record.error})
         return status
 
-    # -- crash recovery ---------------------------------------------------------------------------
-    async def recover(self) -> list[tuple[str, str]]:
-        """Finish runs a crash interrupted: resume retry waits, roll back runs caught inside a step."""
-        outcomes = []
-        for state in list(unfinished(self.runs_dir)):
-            outcomes.append((state.run_id, await self._recover_one(state)))
-        return outcomes
+    async def _outcome(self, job: Job, status: str) -> None:
+        if self.deps.on_outcome is None:
+            return
+        try:
+            await self.deps.on_outcome(job, status)
+        except Exception:  # bookkeeping must not turn a finished run into an engine error
+            log.exception("outcome bookkeeping failed for run %s", job.run_id)
 
-    async def _recover_one(self, state: JournalState) -> str:
+    # -- crash recovery ---------------------------------------------------------------------------
+    async def recover(self) -> list[Job]:
+        """At start, before anything else runs: kill what unfinished steps left, roll back the runs a crash
+        caught inside a step (or after a failed step, or whose playbook is gone), and return the runs that
+        were waiting for a retry as jobs to admit again. Waiting for a retry never happens here, so
+        start-up does not depend on pending runs."""
+        jobs = []
+        for state in list(unfinished(self.runs_dir)):
+            job = await self._recover_one(state)
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    async def _recover_one(self, state: JournalState) -> Job | None:
         start = state.start
         playbook = self.deps.playbook(start["playbook"])
-        journal = Journal(self.runs_dir / state.run_id / "journal.jsonl")
-        run: _Run | None = None
+        record = self._load_record(state, start)
+        job = Job(playbook or Playbook(id=start["playbook"], on=()), start["event"], start["priority"],
+                  tuple(start.get("key") or ()), run_id=state.run_id)
+        resumed = _Resume.from_state(state, record, self.deps.data_dir)
+        failed_before = sorted(step for step, entry in state.results.items()
+                               if not entry["ok"] and step not in state.waiting)
+        if not (state.crashed_in_step or playbook is None or failed_before):
+            job.extra["resume"] = resumed
+            return job
+        for marker in state.markers:
+            await asyncio.to_thread(proctree.kill_marked, marker)
+        why = ("the engine stopped inside a step" if state.crashed_in_step else
+               "the playbook is gone" if playbook is None else
+               f"step {failed_before[0]} had failed; the engine stopped before rolling back")
+        await self.abandon(job, why, resumed)
+        return None
+
+    async def abandon(self, job: Job, why: str, resumed: _Resume | None = None) -> str:
+        """Close a recovered run that will not continue: failed with `crash_recovery: why`, rolled back."""
+        resumed = resumed or job.extra["resume"]
+        journal = Journal(self.runs_dir / job.run_id / "journal.jsonl")
+        run = _Run(self.deps, job, journal, resumed.record, self.store)
         try:
-            record = self._load_record(state, start)
-            job = Job(playbook or Playbook(id=start["playbook"], on=()), start["event"], start["priority"],
-                      tuple(start.get("key") or ()), run_id=state.run_id)
-            run = _Run(self.deps, job, journal, record, self.store)
-            try:
-                run.snapshot = Snapshot.load(self.deps.data_dir, state.run_id)
-            except SnapshotMissing:
-                run.snapshot = None  # the run had nothing to capture
-            for step_id, entry in state.results.items():
-                run.results[step_id] = StepResult(ok=entry["ok"], exit_code=entry.get("exit_code"),
-                                                  stdout=entry.get("stdout") or "", error=entry.get("error"))
-            failed_before = sorted(step for step, entry in state.results.items()
-                                   if not entry["ok"] and step not in state.waiting)
-            if state.crashed_in_step or playbook is None or failed_before:
-                for marker in state.markers:
-                    await asyncio.to_thread(proctree.kill_marked, marker)
-                why = ("the engine stopped inside a step" if state.crashed_in_step else
-                       "the playbook is gone" if playbook is None else
-                       f"step {failed_before[0]} had failed; the engine stopped before rolling back")
-                record.status = "failed"
-                record.error = f"crash_recovery: {why}"
-                await run.emit("reactor.failed", {"reason": f"crash_recovery: {why}"}, "error")
-                await run.roll_back("crash_recovery")
-                return await self._end(run, record.status)
-            done = {step_id: entry["ok"] for step_id, entry in state.results.items()
-                    if step_id not in state.waiting}
-            done.update({step_id: False for step_id in state.skipped})
-            resume = {step_id: (entry["attempt"] + 1, entry["until"]) for step_id, entry in state.waiting.items()}
-            await run.emit("reactor.resumed", {"steps": sorted(resume)})
-            return await self._execute(run, done, resume)
+            resumed.prime(run)
+            run.record.status = "failed"
+            run.record.error = f"crash_recovery: {why}"
+            await run.emit("reactor.failed", {"reason": f"crash_recovery: {why}"}, "error")
+            await run.roll_back("crash_recovery")
+            return await self._end(run, run.record.status)
         finally:
-            if run is not None:
-                await run.settle()
+            await run.settle()
             journal.close()
 
     def _load_record(self, state: JournalState, start: dict[str, Any]) -> RunRecord:
@@ -386,3 +408,32 @@ class Reactor:
             return RunRecord(run_id=state.run_id, playbook=start["playbook"], cause=event.get("id", ""),
                              cause_type=event.get("type", ""), agent=event.get("agent"), priority=start["priority"],
                              status="running", started=format_ts(self.deps.clock()))
+
+
+@dataclass(slots=True)
+class _Resume:
+    """What a recovered run continues from: its record, snapshot, step results, and where to pick up."""
+
+    record: RunRecord
+    snapshot: Snapshot | None
+    results: dict[str, StepResult]
+    done: dict[str, bool]
+    resume: dict[str, tuple[int, float]]
+
+    @classmethod
+    def from_state(cls, state: JournalState, record: RunRecord, data_dir: Path) -> _Resume:
+        try:
+            snapshot: Snapshot | None = Snapshot.load(data_dir, state.run_id)
+        except SnapshotMissing:
+            snapshot = None  # the run had nothing to capture
+        results = {step_id: StepResult(ok=entry["ok"], exit_code=entry.get("exit_code"),
+                                       stdout=entry.get("stdout") or "", error=entry.get("error"))
+                   for step_id, entry in state.results.items()}
+        done = {step_id: entry["ok"] for step_id, entry in state.results.items() if step_id not in state.waiting}
+        done.update({step_id: False for step_id in state.skipped})
+        resume = {step_id: (entry["attempt"] + 1, entry["until"]) for step_id, entry in state.waiting.items()}
+        return cls(record, snapshot, results, done, resume)
+
+    def prime(self, run: _Run) -> None:
+        run.snapshot = self.snapshot
+        run.results.update(self.results)

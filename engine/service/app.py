@@ -23,14 +23,19 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.actions import KINDS as ACTION_KINDS
 from engine.actions import get_action
+from engine.admission.dispatch import Dispatcher
+from engine.admission.guards import Budget, CircuitBreaker, LoopGuard
+from engine.admission.scheduler import Job, Scheduler
 from engine.agents.supervisor import Supervisor
+from engine.background import Background
 from engine.bus import Bus
 from engine.config import Config, ConfigError, load_config
-from engine.admission.dispatch import Dispatcher
+from engine.deciding import Decider
 from engine.durations import parse_duration
 from engine.emitter import EngineEmitter
 from engine.events import EventValidator
 from engine.intake import Intake
+from engine.looplag import LoopLag
 from engine.pipeline.base import PipelineContext
 from engine.pipeline.runner import run_pipeline
 from engine.playbooks.matcher import Matcher
@@ -41,15 +46,20 @@ from engine.reactor.rollback import RollbackRefused, rollback_run
 from engine.reactor.runner import Reactor, ReactorDeps
 from engine.reactor.snapshot import SnapshotError
 from engine.reactor.watch import EventWatcher
-from engine.admission.scheduler import Job, Scheduler
 from engine.sensors.build import build_sensors, scan_all
 from engine.service.api import build_app
 from engine.service.metrics import Metrics
 from engine.store.writer import EventWriter
 
 log = logging.getLogger("aios.engine")
+story = logging.getLogger("aios.events")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-MAX_DISPATCHING = 1000  # decisions being handed to the scheduler at once before the matcher loop waits
+STALL_S = 10.0  # events waiting this long with nothing decided (or runs with free slots not started): stalled
+LAG_LIMIT_S = 1.0  # an event loop this late is named in health
+# Events worth a line of their own in the engine's log, so `journalctl` tells why something was or was not fixed.
+STORY_TYPES = {"agent.down": logging.WARNING, "agent.started": logging.INFO, "agent.adopted": logging.INFO,
+               "playbook.loaded": logging.INFO, "playbook.rejected": logging.WARNING,
+               "config.rejected": logging.WARNING, "resource.disk_full": logging.WARNING}
 
 
 class StartupError(Exception):
@@ -76,7 +86,11 @@ class Engine:
         self.stopping = False
         self.started_at = clock()
         self.metrics = Metrics()
+        self.background = Background(on_failure=lambda name: self.metrics.background_failures.labels(name).inc())
+        self.lag = LoopLag()
         self.bus = Bus()
+        self.max_undecided = server["max_undecided"]
+        self._overloaded = False
         store = config.store
         self.writer = EventWriter(self.data_dir, clock=clock, dedup_window_s=parse_duration(store["dedup_window"]),
                                   max_batch_events=store["max_batch_events"], raw_days=store["raw_days"],
@@ -92,8 +106,9 @@ class Engine:
         self.supervisor = Supervisor(config.agents, self.data_dir, self.url, self._emit_raw, clock, token=self.token)
         self.sensors = build_sensors(config.raw["sensors"], self.data_dir, self.supervisor.pids)
         reactor_cfg = config.raw["reactor"]
+        declared = frozenset(config.agents)
         self.dispatcher = Dispatcher(
-            emitter=self.emitter, clock=clock,
+            emitter=self.emitter, declared=lambda: declared,
             breaker=CircuitBreaker(clock, reactor_cfg["breaker"]["failures"],
                                    parse_duration(reactor_cfg["breaker"]["window"]),
                                    parse_duration(reactor_cfg["breaker"]["cooldown"])),
@@ -104,33 +119,38 @@ class Engine:
             data_dir=self.data_dir, emit=self.dispatcher.emit_run_event, agents=self.supervisor,
             wait_for=self.watcher.wait_for, compact=self._compact, actions={k: get_action(k) for k in ACTION_KINDS},
             playbook=lambda pid: self.registry.playbooks.get(pid), clock=clock, python=sys.executable,
-            snapshot_cap_bytes=reactor_cfg["snapshot_cap_mb"] << 20, on_outcome=self._on_outcome))
+            snapshot_cap_bytes=reactor_cfg["snapshot_cap_mb"] << 20, on_outcome=self.dispatcher.on_outcome))
         self.runs = self.reactor.store  # one view of data/runs for the reactor and the API
         self.scheduler = Scheduler(start=self._start_run, emit=self._on_decision, clock=clock,
                                    new_id=self.validator.new_id, max_concurrent=reactor_cfg["max_concurrent"],
-                                   queue_max=reactor_cfg["queue_max"], aging_s=parse_duration(reactor_cfg["aging"]))
+                                   queue_max=reactor_cfg["queue_max"], aging_s=parse_duration(reactor_cfg["aging"]),
+                                   on_dropped=self._on_dropped)
         self.dispatcher.attach(self.scheduler)
+        self.decider = Decider(self.bus.subscribe("engine", "*", policy="lossless"), self.matcher, self._dispatch,
+                               (self.watcher.feed, self._observe))
         self.weekly_hooks: list[Callable[[], Awaitable[Any]]] = []
         self.sensor_errors: dict[str, str] = {}
         self._jobs = AsyncIOScheduler(timezone=timezone.utc)
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._matcher_task: asyncio.Task[None] | None = None
+        self._decider_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._pending_emits: list[dict[str, Any]] = []
         self._reloading = asyncio.Lock()
 
     # -- life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:
+        """In order: the store; the rules; crash recovery that only kills and rolls back; the decision loop;
+        the server; the agents (adopted or started); the periodic jobs; and only then the runs that were
+        waiting for a retry, through the guards and the scheduler like any decision."""
         await asyncio.to_thread(self.writer.open)  # takes the data-dir lock; refuses a second engine
         for line in self.writer.stats.repaired:
             log.warning("store repaired: %s", line)
-        self._subscription = self.bus.subscribe("engine", "*", maxsize=10_000)
-        self._matcher_task = asyncio.get_running_loop().create_task(self._matcher_loop(), name="matcher")
-        outcome = self.registry.reload()
+        self._decider_task = self.background.spawn(self.decider.run(), "decider")
+        self.background.spawn(self.lag.run(), "loop_lag")
+        outcome = await asyncio.to_thread(self.registry.reload)
         self.matcher.index = self.registry.index
         await self._flush_later()
         log.info("rules loaded", extra={"loaded": len(outcome.loaded), "rejected": list(outcome.rejected)})
-        await self.reactor.recover()
+        resumable = await self.reactor.recover()
         self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -142,7 +162,22 @@ class Engine:
         await self.supervisor.start()
         self._schedule_jobs()
         log.info("engine started", extra={"url": self.url, "data_dir": str(self.data_dir),
-                                          "rules_dir": str(self.rules_dir)})
+                                          "rules_dir": str(self.rules_dir), "resuming": len(resumable)})
+        for job in resumable:
+            await self._admit_recovered(job)
+
+    async def _admit_recovered(self, job: Job) -> None:
+        """A run that was waiting for a retry when the engine died: guards and scheduler decide again."""
+        outcome = await self.dispatcher.dispatch_job(job)
+        log.info("recovered run offered again", extra={"run_id": job.run_id, "playbook": job.playbook.id,
+                                                       "outcome": outcome})
+        if outcome not in ("queued", "waiting"):
+            await self.reactor.abandon(job, f"not admitted again after the restart ({outcome})")
+
+    def _on_dropped(self, job: Job) -> None:
+        if "resume" in job.extra:  # a displaced recovered run must still be closed and rolled back
+            self.background.spawn(self.reactor.abandon(job, "displaced from the queue after the restart"),
+                                  "abandon_run")
 
     async def stop(self, grace_s: float = 20.0) -> None:
         """Stop intake (503), let runs finish up to `grace_s`, cancel and roll back the rest, flush, close.
@@ -155,12 +190,7 @@ class Engine:
         cancelled = await self.scheduler.drain(grace_s)
         if cancelled:
             log.warning("runs cancelled at shutdown", extra={"runs": cancelled})
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._matcher_task is not None:
-            self._matcher_task.cancel()
-            await asyncio.gather(self._matcher_task, return_exceptions=True)
+        await self.background.close()
         await self.supervisor.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -178,9 +208,12 @@ class Engine:
                          id="sensors", max_instances=1, coalesce=True)
         jobs.add_job(self._check_agents, "interval", seconds=1.0, id="supervise", max_instances=1, coalesce=True)
         jobs.add_job(self.reload_rules, "interval", seconds=2.0, id="rules", max_instances=1, coalesce=True)
-        jobs.add_job(self._retention, "cron", hour=0, minute=10, id="retention", max_instances=1, coalesce=True)
+        # Daily and weekly jobs run however late they are (misfire_grace_time=None): a stall at 00:10 must
+        # not skip a day of retention. APScheduler's default grace of 1 s would.
+        jobs.add_job(self._retention, "cron", hour=0, minute=10, id="retention", max_instances=1, coalesce=True,
+                     misfire_grace_time=None)
         jobs.add_job(self._weekly, "cron", day_of_week="mon", hour=3, id="weekly_tuning", max_instances=1,
-                     coalesce=True)
+                     coalesce=True, misfire_grace_time=None)
         jobs.start()
 
     async def run_forever(self) -> int:
@@ -191,33 +224,26 @@ class Engine:
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.background.spawn(self.reload(), "reload"))
         await self.start()
         await stop.wait()
         await self.stop(self.config.raw["reactor"]["shutdown_grace_s"])
         return 0
 
-    # -- the matcher loop -------------------------------------------------------------------------
-    async def _matcher_loop(self) -> None:
-        dispatching: set[asyncio.Task[Any]] = set()
-        async for event in self._subscription:
-            try:
-                self.watcher.feed(event)
-                event_type = event["type"]
-                self.metrics.count_ingested(event_type)
-                if event_type.startswith("agent."):
-                    self.supervisor.note(event)
-                match = self.matcher.match(event)
-                for decision in match.decisions:
-                    self.metrics.matches.labels(decision.playbook_id).inc()
-                    task = asyncio.ensure_future(self.dispatcher.dispatch(
-                        decision.playbook, event, decision.priority, decision.coalesce_key))
-                    dispatching.add(task)
-                    task.add_done_callback(dispatching.discard)
-                if len(dispatching) >= MAX_DISPATCHING:
-                    await asyncio.wait(dispatching, return_when=asyncio.FIRST_COMPLETED)
-            except Exception:  # one bad event or playbook must not stop the engine
-                log.exception("matcher failed on event %s", event.get("id"))
+    # -- the decision loop's hooks ----------------------------------------------------------------
+    def _observe(self, event: dict[str, Any]) -> None:
+        event_type = event["type"]
+        self.metrics.count_ingested(event_type)
+        if event_type.startswith("agent."):
+            self.supervisor.note(event)
+        level = STORY_TYPES.get(event_type)
+        if level is not None:
+            story.log(level, event_type, extra={"event": event.get("id"), "agent": event.get("agent"),
+                                                "data": event.get("data")})
+
+    async def _dispatch(self, decision: Decision, event: dict[str, Any]) -> str:
+        self.metrics.matches.labels(decision.playbook_id).inc()
+        return await self.dispatcher.dispatch(decision.playbook, event, decision.priority, decision.coalesce_key)
 
     async def _start_run(self, job: Job) -> None:
         self.metrics.running.inc()
@@ -231,12 +257,11 @@ class Engine:
 
     async def _on_decision(self, type_: str, data: dict[str, Any], job: Job) -> None:
         self.metrics.decisions.labels(data["priority"], data["outcome"]).inc()
-        for priority, depth in self.scheduler.depth_by_priority().items():
-            self.metrics.queue_depth.labels(priority).set(depth)
+        story.info("decision %s", data["outcome"], extra={
+            "playbook": data["playbook"], "run_id": data["run_id"], "cause": data["cause"],
+            "agent": job.event.get("agent"), "priority": data["priority"], "outcome": data["outcome"],
+            "reason": data.get("reason"), "queue_depth": data["queue_depth"]})
         await self.dispatcher.emit_decision(type_, data, job)
-
-    def _on_outcome(self, job: Job, status: str) -> None:
-        self.dispatcher.on_outcome(job, status)
 
     def _on_commit(self, events: int, seconds: float) -> None:
         self.metrics.fsync_seconds.observe(seconds)
@@ -249,7 +274,7 @@ class Engine:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        self._spawn(self._flush_later())
+        self.background.spawn(self._flush_later(), "flush_registry_events")
 
     async def _flush_later(self) -> None:
         pending, self._pending_emits = self._pending_emits, []
@@ -258,11 +283,6 @@ class Engine:
 
     async def _emit_raw(self, event: dict[str, Any]) -> dict[str, Any]:
         return await self.intake.submit_one(event)
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- periodic jobs ----------------------------------------------------------------------------
     async def _scan_sensors(self) -> None:
@@ -284,11 +304,17 @@ class Engine:
             outcome = await asyncio.to_thread(self.registry.reload)  # lint + compile: off the event loop
             if outcome.changed:
                 self.matcher.index = self.registry.index
+                log.info("rules reloaded", extra={"loaded": list(outcome.loaded), "rejected": list(outcome.rejected),
+                                                  "removed": list(outcome.removed)})
         await self._flush_later()
         return {"loaded": list(outcome.loaded), "rejected": list(outcome.rejected), "removed": list(outcome.removed)}
 
     async def _compact(self) -> dict[str, Any]:
-        report = await asyncio.to_thread(self.writer.compact, datetime.now(timezone.utc))
+        return await self.compact(dry_run=False)
+
+    async def compact(self, dry_run: bool = False) -> dict[str, Any]:
+        """Retention now (the `compact` action, `POST /api/compact`, the daily job); `dry_run` only reports."""
+        report = await asyncio.to_thread(self.writer.compact, datetime.now(timezone.utc), dry_run=dry_run)
         return report.as_dict()
 
     async def _retention(self) -> None:
@@ -322,6 +348,8 @@ class Engine:
                                                              "errors": result["errors"]}, severity="error",
                                         source="engine.config")
         result["rules"] = await self.reload_rules()
+        log.info("reload", extra={"config": result["config"], "restart_needed_for": result.get("restart_needed_for"),
+                                  "errors": result.get("errors")})
         return result
 
     async def rollback(self, run_id: str, force: bool) -> tuple[int, dict[str, Any]]:
@@ -335,22 +363,64 @@ class Engine:
             return 422, {"error": str(exc)}
         return 200, {"run_id": run_id, "restored": paths}
 
+    def overloaded(self) -> tuple[str, int] | None:
+        """Why outside events are refused right now (503), with a Retry-After in seconds; None: accepted.
+        The edge is the only place that pushes back: the engine's own events are never refused for load."""
+        undecided = self.decider.undecided
+        if undecided <= self.max_undecided:
+            if self._overloaded:
+                self._overloaded = False
+                log.info("overload over", extra={"undecided": undecided})
+            return None
+        if not self._overloaded:
+            self._overloaded = True
+            log.warning("overloaded: refusing outside events", extra={"undecided": undecided,
+                                                                      "max_undecided": self.max_undecided})
+        self.metrics.refused.labels("overload").inc()
+        return (f"overloaded: {undecided} events wait to be decided (server.max_undecided is "
+                f"{self.max_undecided}); retry later", 2)
+
+    def _deciding_health(self) -> dict[str, Any]:
+        """The decision loop and the scheduler: stalled when work waits and nothing moves."""
+        now = time.monotonic()
+        problems = []
+        task = self._decider_task
+        if task is None or task.done():
+            problems.append("the decision loop is not running")
+        stalled = self.decider.stalled_for(now)
+        if stalled > STALL_S:
+            problems.append(f"the matcher decided nothing for {stalled:.0f}s while {self.decider.undecided} "
+                            "events wait")
+        waiting = self.scheduler.stalled_for(self.clock())
+        if waiting > STALL_S:
+            problems.append(f"the scheduler started nothing for {waiting:.0f}s with free slots and "
+                            f"{self.scheduler.depth} runs queued")
+        notes = []
+        if self._overloaded:
+            notes.append(f"overloaded: {self.decider.undecided} events wait to be decided "
+                         f"(limit {self.max_undecided}); outside events get 503")
+        if self.lag.worst > LAG_LIMIT_S:
+            notes.append(f"the event loop ran {self.lag.worst:.2f}s late in the last minute")
+        state = "stalled" if problems else ("degraded" if notes else "ok")
+        return {"state": state, "problems": problems, "notes": notes, "undecided": self.decider.undecided,
+                "dispatching": self.decider.in_flight, "queued": self.scheduler.depth,
+                "running": self.scheduler.running, "event_loop_lag_s": round(self.lag.worst, 4)}
+
     def health(self) -> dict[str, Any]:
         stats = self.writer.stats
         writable = stats.last_error is None and _has_space(self.events_dir)
-        loop_ok = self._matcher_task is not None and not self._matcher_task.done()
+        deciding = self._deciding_health()
         rules = self.registry.health()
         components = {
             "store": {"state": "ok" if writable else "failing", "last_error": stats.last_error,
                       "commits": stats.commits, "events": stats.events_written},
-            "scheduler": {"state": "ok" if loop_ok else "stopped", "queued": self.scheduler.depth,
-                          "running": self.scheduler.running},
+            "scheduler": deciding,
             "rules": rules,
             "sensors": {"state": ("failing" if self.sensor_errors else "ok") if self._jobs.running else "stopped",
                         "sensors": [s.name for s in self.sensors], "errors": self.sensor_errors},
             "agents": {"state": "ok", "agents": {a["name"]: a["state"] for a in self.supervisor.view()}},
         }
-        ok = writable and loop_ok and not self.stopping
+        ok = writable and deciding["state"] != "stalled" and not self.stopping
         return {"status": "ok" if ok else "failing", "stopping": self.stopping,
                 "uptime_s": round(self.clock() - self.started_at, 1), "components": components}
 
@@ -361,13 +431,26 @@ class Engine:
         playbooks = [{"id": p.id, "on": list(p.on), "file": p.file, "priority": p.priority,
                       "confidence": p.confidence, "exclusive": p.exclusive, "enabled": p.enabled,
                       "labels": p.labels, "owner": p.owner, "description": p.description,
-                      "circuit": self.dispatcher.breaker.state(p.id)}
+                      "circuit": self.dispatcher.breaker.states(p.id) or "closed"}
                      for p in sorted(self.registry.playbooks.values(), key=lambda p: p.id)]
         return {"playbooks": playbooks, "health": self.registry.health()}
 
     def render_metrics(self) -> tuple[bytes, str]:
-        self.metrics.agents_up.set(sum(1 for a in self.supervisor.view() if a.get("pid")))
-        return self.metrics.render()
+        m = self.metrics
+        m.agents_up.set(sum(1 for a in self.supervisor.view() if a.get("pid")))
+        for priority, depth in self.scheduler.depth_by_priority().items():
+            m.queue_depth.labels(priority).set(depth)
+        for name, depth in self.bus.depth().items():
+            m.bus_depth.labels(name).set(depth)
+        m.undecided.set(self.decider.undecided)
+        m.dispatching.set(self.decider.in_flight)
+        m.loop_lag.set(self.lag.last)
+        m.loop_lag_worst.set(self.lag.worst)
+        guards = self.dispatcher
+        for capped in (guards.breaker.map, guards.budget.map, guards.loop.map, guards.loop.emitted_by):
+            m.evictions.labels(capped.name).set(capped.evicted)
+        m.evictions.labels("metric_labels").set(m.label_overflow)
+        return m.render()
 
 
 def _has_space(path: Path, minimum: int = 1 << 20) -> bool:

@@ -29,6 +29,20 @@ class Metrics:
                                                 0.05, 0.1, 0.25, 1))
         self.ws_clients = Gauge("aios_websocket_clients", "Connected WebSocket clients", registry=r)
         self.agents_up = Gauge("aios_agents_up", "Supervised agents running", registry=r)
+        self.bus_depth = Gauge("aios_bus_queue_depth", "Events waiting in each bus subscriber's queue", ["subscriber"],
+                               registry=r)
+        self.undecided = Gauge("aios_events_undecided", "Stored events not yet through the matcher", registry=r)
+        self.dispatching = Gauge("aios_decisions_dispatching", "Decisions being handed to guards and scheduler",
+                                 registry=r)
+        self.loop_lag = Gauge("aios_event_loop_lag_seconds", "How late the event loop woke at the last sample",
+                              registry=r)
+        self.loop_lag_worst = Gauge("aios_event_loop_lag_worst_seconds", "Worst event loop lag in the last minute",
+                                    registry=r)
+        self.evictions = Gauge("aios_state_evicted", "Entries evicted from a capped per-key map since start, by map",
+                               ["map"], registry=r)
+        self.background_failures = Counter("aios_background_failures", "Background tasks that failed, by task",
+                                           ["task"], registry=r)
+        self.label_overflow = 0  # event types counted as "other" because the label cache is full
         self._by_type: dict[str, Any] = {}  # label children, cached: `labels()` costs more than `inc()`
         self._other = self.ingested.labels("other")
 
@@ -37,6 +51,7 @@ class Metrics:
         if child is None:
             if len(self._by_type) >= MAX_TYPE_LABELS:  # the cache stays bounded too: types are client input
                 self._other.inc()
+                self.label_overflow += 1
                 return
             child = self._by_type[event_type] = self.ingested.labels(event_type)
         child.inc()

@@ -1,0 +1,96 @@
+"""The decision loop: every stored event, in order, through the observers (wait_for watcher, supervisor,
+metrics) and the matcher, and each decision handed to the dispatcher.
+
+It reads a lossless bus subscription, so it never drops an event, and nothing it triggers waits on it:
+dispatches run as tasks of their own (at most `max_in_flight` at once; they wait only on the store's
+writer thread, never on this loop). How far behind it is (`undecided`) bounds intake at the edge, and
+`stalled_for` tells health when events wait and nothing gets decided.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from engine.bus import Subscription
+from engine.playbooks.matcher import Decision, Matcher
+
+log = logging.getLogger("aios.decider")
+Observer = Callable[[dict[str, Any]], None]
+Dispatch = Callable[[Decision, dict[str, Any]], Awaitable[Any]]
+
+
+class Decider:
+    def __init__(self, subscription: Subscription, matcher: Matcher, dispatch: Dispatch,
+                 observers: Sequence[Observer] = (), *, max_in_flight: int = 1000,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.subscription = subscription
+        self.matcher = matcher
+        self._dispatch = dispatch
+        self._observers = tuple(observers)
+        self.max_in_flight = max_in_flight
+        self._monotonic = monotonic
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self.progress_at = monotonic()
+        self.decided = 0
+        self.errors = 0
+        self._busy = False
+
+    @property
+    def undecided(self) -> int:
+        """Stored events not yet through the matcher."""
+        return self.subscription.queue.qsize() + self._busy
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def stalled_for(self, now: float | None = None) -> float:
+        """Seconds since the last decision while events wait (0 when none wait)."""
+        if not self.undecided:
+            return 0.0
+        return max(0.0, (self._monotonic() if now is None else now) - self.progress_at)
+
+    async def run(self) -> None:
+        """Decide events until cancelled; then wait for dispatches in flight (their decisions are announced)."""
+        try:
+            while True:
+                event = await self.subscription.get()
+                self._busy = True
+                try:
+                    await self._decide(event)
+                finally:
+                    self._busy = False
+                    self.progress_at = self._monotonic()
+                    self.decided += 1
+        finally:
+            if self._in_flight:
+                await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+
+    async def _decide(self, event: dict[str, Any]) -> None:
+        for observe in self._observers:
+            try:
+                observe(event)
+            except Exception:
+                self.errors += 1
+                log.exception("observer failed on event %s", event.get("id"))
+        try:
+            decisions = self.matcher.match(event).decisions
+        except Exception:  # one bad event or playbook must not stop the engine
+            self.errors += 1
+            log.exception("matcher failed on event %s", event.get("id"))
+            return
+        for decision in decisions:
+            task = asyncio.get_running_loop().create_task(self._dispatch(decision, event), name="dispatch")
+            self._in_flight.add(task)
+            task.add_done_callback(self._dispatched)
+        while len(self._in_flight) >= self.max_in_flight:  # safe to wait: dispatches never wait on this loop
+            await asyncio.wait(list(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
+
+    def _dispatched(self, task: asyncio.Task[Any]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.errors += 1
+            log.error("dispatch failed", exc_info=task.exception())
