@@ -1,12 +1,16 @@
 """`aios.yaml`: loaded with positions, validated by `schemas/config.schema.json`, every key defaulted."""
 from __future__ import annotations
 
+import ipaddress
+import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.dag import dependency_order
+from engine.resources import resource_path
 from engine.schemas import apply_defaults, load_schema, schema_errors
 from engine.yaml_loader import Document, Loc, YamlError, load_file
 
@@ -82,6 +86,37 @@ def check_document(doc: Document) -> list[Diagnostic]:
     return sorted(out, key=lambda d: (d.loc.line, d.loc.col))
 
 
+MIN_TOKEN = 16
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def server_problems(raw: Mapping[str, Any], env_token: str | None) -> list[tuple[str, str]]:
+    """(JSON pointer, message) for each way the `server` section (defaults applied) would expose the API:
+    a token too short or blank, or a non-loopback bind without one. The token is `server.token`, else
+    `env_token` (AIOS_TOKEN). `config check` and the engine's start-up both ask this function."""
+    server = raw["server"]
+    token, where = (server["token"], "server.token") if server.get("token") is not None \
+        else (env_token, "AIOS_TOKEN")
+    out = []
+    if token is not None and not token.strip():
+        out.append(("/server/token", f"{where} is blank: use at least {MIN_TOKEN} characters"))
+    elif token is not None and len(token) < MIN_TOKEN:
+        out.append(("/server/token", f"{where} is {len(token)} characters long: use at least {MIN_TOKEN}"))
+    if not token and not is_loopback(server["host"]):
+        out.append(("/server/host", f"binding to {server['host']} needs a token: set server.token or the "
+                                    "AIOS_TOKEN environment variable (or bind to 127.0.0.1)"))
+    return out
+
+
 def _pipeline_problems(doc: Document) -> list[Diagnostic]:
     """Task ids unique, `needs` naming tasks of the same pipeline, no cycles."""
     out = []
@@ -104,17 +139,63 @@ def _pipeline_problems(doc: Document) -> list[Diagnostic]:
     return out
 
 
+def _load(path: Path) -> Document:
+    try:
+        return load_file(path)
+    except YamlError as exc:
+        raise ConfigError([Diagnostic(exc.loc, exc.message)]) from None
+
+
+def check_file(path: str | Path, env_token: str | None) -> list[Diagnostic]:
+    """Everything `config check` reports about a file: what `load_config` refuses, then, on a valid file,
+    the `server_problems` the engine would refuse to start with (placed at the nearest key written)."""
+    try:
+        doc = _load(Path(path))
+    except ConfigError as exc:
+        return exc.diagnostics
+    found = check_document(doc)
+    if found:
+        return found
+    full = apply_defaults(load_schema("config"), doc.value if doc.value is not None else {})
+    return [Diagnostic(doc.loc(pointer), message) for pointer, message in server_problems(full, env_token)]
+
+
 def load_config(path: str | Path | None) -> Config:
-    """The config at `path`, or the defaults when `path` is None. Raises ConfigError with locations."""
+    """The config at `path`, or the schema's defaults when `path` is None. Raises ConfigError with locations.
+
+    Relative paths in it are relative to the directory `path` is in as written, symlinks not followed:
+    a checkout's `aios.yaml` (a symlink to the packaged one) means the checkout's `data/` and `rules/`.
+    """
     if path is None:
         return Config(apply_defaults(load_schema("config"), {}), Path.cwd())
     path = Path(path)
-    try:
-        doc = load_file(path)
-    except YamlError as exc:
-        raise ConfigError([Diagnostic(exc.loc, exc.message)]) from None
+    doc = _load(path)
     problems = check_document(doc)
     if problems:
         raise ConfigError(problems)
     value = doc.value if doc.value is not None else {}
-    return Config(apply_defaults(load_schema("config"), value), path.resolve().parent, str(path))
+    return Config(apply_defaults(load_schema("config"), value), Path(os.path.abspath(path)).parent, str(path))
+
+
+EMBEDDED = resource_path("aios.yaml")
+
+
+def load_embedded() -> Config:
+    """The shipped demo configuration, for a directory without `aios.yaml`: its data under ./data (where
+    the user runs the engine), its playbooks the packaged ones."""
+    config = load_config(EMBEDDED)
+    raw = {**config.raw, "rules_dir": str(config.rules_dir)}  # absolute: the packaged rules
+    return Config(raw, Path.cwd(), config.source)
+
+
+def config_path(explicit: str | Path | None) -> Path:
+    """The file a command reads: `explicit` (--config), else ./aios.yaml, else the embedded one."""
+    if explicit is not None:
+        return Path(explicit)
+    return Path("aios.yaml") if Path("aios.yaml").is_file() else EMBEDDED
+
+
+def find_config(explicit: str | Path | None) -> Config:
+    """The configuration a command uses (see `config_path`)."""
+    path = config_path(explicit)
+    return load_embedded() if path == EMBEDDED else load_config(path)

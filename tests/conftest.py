@@ -13,9 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(ROOT / "bin" / "aios-engine")]
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
-    """`aios-engine ARGS` as a user runs it; returns the finished process (never raises on exit code)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60, env: dict[str, str] | None = None,
+            **kw: Any) -> subprocess.CompletedProcess[str]:
+    """`aios-engine ARGS` as a user runs it (in `env`, default this process's environment); returns the
+    finished process (never raises on exit code)."""
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)}
     return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
 
 

@@ -6,14 +6,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from engine.cli import UserError
-from engine.config import Config, ConfigError, load_config
+from engine.config import Config, ConfigError, find_config
 from engine.durations import parse_duration
 from engine.events import parse_ts
 
 
+CONFIG_HELP = "aios.yaml (default: ./aios.yaml if it exists, else the embedded demo config)"
+
+
 def add_state_args(parser: argparse.ArgumentParser, url: bool = True) -> None:
     """`--config`, `--data` (work on the files) and `--url` (ask a running engine) — contract §3."""
-    parser.add_argument("--config", metavar="FILE", help="aios.yaml (default: ./aios.yaml if it exists)")
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--data", metavar="DIR", help="data directory (default: the config's data_dir, ./data)")
     if url:
@@ -22,10 +25,9 @@ def add_state_args(parser: argparse.ArgumentParser, url: bool = True) -> None:
 
 
 def config_from(args: argparse.Namespace) -> Config:
-    """The config the user named, ./aios.yaml when present, else the defaults."""
-    path = args.config or ("aios.yaml" if Path("aios.yaml").is_file() else None)
+    """The config the user named, ./aios.yaml when present, else the embedded demo config."""
     try:
-        return load_config(path)
+        return find_config(args.config)
     except ConfigError as exc:
         raise UserError(f"invalid configuration:\n{exc}") from None
 

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 from engine.cli.common import config_from
 from engine.playbooks.lint import lint_paths
@@ -22,13 +23,13 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("lint", help="validate playbooks (schema and semantics)")
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: rules)")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: the config's rules_dir)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                         help="processes checking files in parallel (default: one per CPU)")
     parser.add_argument("--config", metavar="FILE",
                         help="aios.yaml whose agents restart_agent and signal may name "
-                             "(default: ./aios.yaml if it exists)")
+                             "(default: ./aios.yaml if it exists, else the embedded demo config)")
     parser.set_defaults(func=run)
 
 
@@ -46,9 +47,17 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def _shown(path: Path) -> str:
+    """`path` relative to the current directory when it is below it: the names a user typed (`rules/x.yaml`)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
-    result = lint_paths(args.paths or ["rules"], config if config.source else None, args.jobs)
+    result = lint_paths(args.paths or [_shown(config.rules_dir)], config if config.source else None, args.jobs)
     for diagnostic in result.diagnostics:
         print(_json_line(diagnostic) if args.format == "json" else _printable(str(diagnostic)))
     print(f"{_plural(result.errors, 'error')}, {_plural(result.warnings, 'warning')} in "
