@@ -14,7 +14,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import fastjsonschema
@@ -29,7 +29,7 @@ MAX_DATA_BYTES = 64 * 1024
 MAX_DATA_DEPTH = 32
 MAX_EVENT_BYTES = MAX_DATA_BYTES + 16 * 1024  # whole serialized event: data plus envelope fields
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
-RESERVED_PREFIXES = ("scheduler.", "reactor.", "score.", "playbook.")
+RESERVED_PREFIXES = ("scheduler.", "reactor.", "score.", "playbook.", "problem.")
 FIELD_ORDER = ("id", "ts", "type", "source", "agent", "host", "severity", "data", "chain")
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -99,14 +99,34 @@ def format_ts(epoch: float) -> str:
     return f"{_second_prefix(second)}.{fraction:06d}Z"
 
 
+# RFC 3339 §5.6 `date-time`, nothing looser: `T` (or `t`, which §5.6 allows), seconds required, a `.`
+# fraction, and `Z`/`z` or `±hh:mm`. Anchored with \Z: `$` would also match before a trailing newline.
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+                      r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z", re.ASCII)
+
+
 def parse_ts(text: str) -> datetime:
-    """An RFC 3339 timestamp as an aware datetime; ValueError when it is not one."""
-    if not isinstance(text, str) or len(text) < 19 or text[10] not in "Tt ":
-        raise ValueError("not an RFC 3339 timestamp (e.g. 2026-02-24T00:07:00Z)")
-    parsed = datetime.fromisoformat(text.replace("z", "Z"))
-    if parsed.tzinfo is None:
-        raise ValueError("timestamp needs a timezone (Z or +hh:mm)")
-    return parsed
+    """An RFC 3339 date-time as an aware datetime; ValueError (saying what is wrong) when it is not one.
+
+    Fractions beyond microseconds are cut off; `-00:00` (UTC, offset unknown) reads as UTC. A leap second
+    (`:60`) is refused: Python's datetime cannot hold it, and silently moving it would reorder events.
+    """
+    match = _RFC3339.match(text) if isinstance(text, str) else None
+    if match is None:
+        if isinstance(text, str) and len(text) >= 19 and text[10] in "Tt" and _RFC3339.match(text + "Z"):
+            raise ValueError("timestamp needs a timezone (Z or +hh:mm)")
+        raise ValueError("not an RFC 3339 timestamp (e.g. 2026-02-24T00:07:00Z or 2026-02-24T01:07:00+01:00)")
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    if int(off_h or 0) > 23 or int(off_m or 0) > 59:
+        raise ValueError(f"offset {sign}{off_h}:{off_m} is out of range")
+    if second == "60":
+        raise ValueError("leap seconds (:60) are not accepted")
+    offset = timedelta(hours=int(off_h or 0), minutes=int(off_m or 0)) * (-1 if sign == "-" else 1)
+    try:
+        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                        int((fraction or "").ljust(6, "0")[:6]), tzinfo=timezone(offset))
+    except ValueError as exc:  # 2026-02-30, 25:00…
+        raise ValueError(f"no such time: {exc}") from None
 
 
 def _depth_error(data: Any) -> str | None:
@@ -130,7 +150,8 @@ class EventValidator:
     """Completes and validates raw events into stored form.
 
     `normalize` fills `id`, `ts`, `severity`, `host` and `source` when absent, checks limits, the
-    schema, the time window and reserved types, and returns a new dict; it raises EventError.
+    schema, the time window, reserved types and `chain`, and returns a new dict; it raises EventError.
+    `delete_days` is retention's deletion age (contract §6): see `oldest_day` for the days it accepts.
     """
 
     def __init__(
@@ -138,18 +159,22 @@ class EventValidator:
         clock: Clock = time.time,
         host: str | None = None,
         max_future_s: float = 300.0,
-        max_age_s: float = 30 * 86400.0,
+        delete_days: int = 30,
         ids: IdGenerator | None = None,
+        *,
+        max_age_s: float | None = None,
     ) -> None:
         self._clock = clock
         self._host = host or socket.gethostname()
         self._max_future_s = max_future_s
-        self._max_age_s = max_age_s
+        # `max_age_s` (delete_days × 86400) is what callers passed before; it names the same deletion age.
+        self._delete_days = int(max_age_s // 86400) if max_age_s is not None else delete_days
         self.new_id = ids or IdGenerator(clock)
         self._fast = fast_validator("event")
 
     def normalize(self, raw: Any, source: str = "api", external: bool = True) -> dict[str, Any]:
-        """The stored form of `raw`. `external` events may not use the engine's reserved types."""
+        """The stored form of `raw`. `external` events may neither use the engine's reserved types nor
+        carry `chain` (the engine sets it on the events it emits)."""
         if not isinstance(raw, dict):
             raise EventError(f"an event must be a JSON object, not {type(raw).__name__}")
         data = raw.get("data", {})
@@ -185,18 +210,33 @@ class EventValidator:
         event = {key: event[key] for key in FIELD_ORDER if key in event}  # stored lines read alike
         if external and event["type"].startswith(RESERVED_PREFIXES):
             raise EventError(f"type {event['type']!r} is reserved for the engine", "/type")
+        if external and "chain" in event:
+            raise EventError("chain is set by the engine (the causes of the events it emits); leave it out",
+                             "/chain")
         return event
 
+    def oldest_day(self, now: float) -> date:
+        """The oldest UTC day intake accepts at `now`.
+
+        Retention deletes a day once its age (whole UTC days before now's day) reaches `delete_days`,
+        and the next compaction may run after the next UTC midnight (the daily job runs at 00:10), when
+        every age has grown by one: a day is accepted only while age + 1 < delete_days, so whatever is
+        acknowledged survives the next compaction.
+        """
+        return datetime.fromtimestamp(now, timezone.utc).date() - timedelta(days=self._delete_days - 2)
+
     def _checked_ts(self, text: str, now: float) -> str:
-        """`text` in stored form, refused when outside [now - max_age, now + max_future]."""
+        """`text` in stored form, refused when more than max_future ahead or before `oldest_day`."""
         try:
             when = parse_ts(text).timestamp()
         except ValueError as exc:
             raise EventError(f"invalid ts {text!r}: {exc}", "/ts") from None
         if when > now + self._max_future_s:
             raise EventError(f"ts is more than {int(self._max_future_s)} s in the future", "/ts")
-        if when < now - self._max_age_s:
-            raise EventError(f"ts is older than the retention limit ({int(self._max_age_s // 86400)} days)", "/ts")
+        oldest = self.oldest_day(now)
+        if datetime.fromtimestamp(when, timezone.utc).date() < oldest:
+            raise EventError(f"ts is on a day retention deletes at the next compaction (store.delete_days is "
+                             f"{self._delete_days}); the oldest day accepted now is {oldest.isoformat()}", "/ts")
         return format_ts(when)
 
     def normalize_batch(self, raws: Iterable[Any], source: str = "api", external: bool = True) -> list[dict[str, Any]]:

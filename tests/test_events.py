@@ -36,9 +36,11 @@ def test_ids_sort_in_creation_order_even_within_one_millisecond_and_when_the_clo
 
 
 @pytest.mark.parametrize("raw, pointer, words", [
-    ({"type": "Agent.Down"}, "/type", "does not match"),
-    ({"type": "agentdown"}, "/type", "does not match"),
-    ({"type": 5}, "/type", "is not of type 'string'"),
+    ({"type": "Agent.Down"}, "/type", "is not a dotted lower-case type"),
+    ({"type": "agentdown"}, "/type", "is not a dotted lower-case type"),
+    ({"type": "a.b\n"}, "/type", "is not a dotted lower-case type"),
+    ({"type": 5}, "/type", "is not a dotted lower-case type"),
+    ({"type": "a.b", "id": "x1\n"}, "/id", "is not an id of letters"),
     ({}, "", "'type' is a required property"),
     ([1, 2], "", "must be a JSON object"),
     ("agent.down", "", "must be a JSON object"),
@@ -46,7 +48,9 @@ def test_ids_sort_in_creation_order_even_within_one_millisecond_and_when_the_clo
     ({"type": "a.b", "data": {"k": nested(40)}}, "/data/k" + "/0" * 31, "nested deeper than 32"),
     ({"type": "a.b", "data": []}, "/data", "is not of type 'object'"),
     ({"type": "a.b", "ts": "2026-02-24T12:06:00Z"}, "/ts", "in the future"),
-    ({"type": "a.b", "ts": "2026-01-20T12:00:00Z"}, "/ts", "older than the retention limit"),
+    ({"type": "a.b", "ts": "2026-01-20T12:00:00Z"}, "/ts", "oldest day accepted now is 2026-01-27"),
+    ({"type": "a.b", "chain": ["01ABC"]}, "/chain", "chain is set by the engine"),
+    ({"type": "problem.opened"}, "/type", "reserved for the engine"),
     ({"type": "a.b", "ts": "2026-02-24 12:00"}, "/ts", "not an RFC 3339"),
     ({"type": "a.b", "ts": "2026-02-24T12:00:00"}, "/ts", "needs a timezone"),
     ({"type": "a.b", "severity": "loud"}, "/severity", "is not one of"),
@@ -85,3 +89,50 @@ def test_bodies_parse_as_object_array_or_ndjson_and_bad_lines_are_located():
     deep = b"[" * 5000 + b"]" * 5000
     with pytest.raises(EventError, match="invalid JSON"):
         parse_json_body(deep)
+
+
+@pytest.mark.parametrize("text, stored", [
+    ("2026-02-24T11:18:18.123Z", "2026-02-24T11:18:18.123000Z"),
+    ("2026-02-24T11:18:18Z", "2026-02-24T11:18:18.000000Z"),
+    ("2026-02-24T13:18:18+02:00", "2026-02-24T11:18:18.000000Z"),
+    ("2026-02-24T06:48:18.5-04:30", "2026-02-24T11:18:18.500000Z"),
+    ("2026-02-24t11:18:18z", "2026-02-24T11:18:18.000000Z"),  # RFC 3339 §5.6 allows lower case
+    ("2026-02-24T11:18:18.123456789Z", "2026-02-24T11:18:18.123456Z"),  # cut to microseconds
+])
+def test_rfc3339_timestamps_are_accepted_and_stored_in_utc(validator, text, stored):
+    assert validator.normalize({"type": "a.b", "ts": text})["ts"] == stored
+
+
+@pytest.mark.parametrize("text, words", [
+    ("2026-W09-2T12:00:00Z", "not an RFC 3339"),
+    ("2026-02-24 12:00:00Z", "not an RFC 3339"),
+    ("2026-02-24T12:00:00,123Z", "not an RFC 3339"),
+    ("2026-02-24T12:00:00+00:00:30", "not an RFC 3339"),
+    ("2026-02-24T12:00:00+0000", "not an RFC 3339"),
+    ("2026-02-24T12:00Z", "not an RFC 3339"),
+    ("2026-02-24T12:00:00Z\n", "not an RFC 3339"),
+    ("2026-02-24T12:00:00", "needs a timezone"),
+    ("2026-02-30T12:00:00Z", "no such time"),
+    ("2026-02-24T24:00:00Z", "no such time"),
+    ("2026-02-24T12:00:00+24:00", "out of range"),
+    ("2026-02-24T11:59:60Z", "leap seconds"),
+])
+def test_timestamps_that_are_not_strict_rfc3339_are_refused_at_ts(validator, text, words):
+    with pytest.raises(EventError) as info:
+        validator.normalize({"type": "a.b", "ts": text})
+    assert info.value.pointer == "/ts" and words in info.value.message
+
+
+def test_the_oldest_accepted_day_is_the_one_the_next_compaction_still_keeps():
+    # 2026-02-24 23:59: age counts whole UTC days; the next compaction may run after midnight
+    late = datetime(2026, 2, 24, 23, 59, tzinfo=timezone.utc).timestamp()
+    validator = EventValidator(clock=lambda: late, host="h", delete_days=30)
+    assert validator.normalize({"type": "a.b", "ts": "2026-01-27T00:00:00Z"})["ts"].startswith("2026-01-27")
+    with pytest.raises(EventError, match="oldest day accepted now is 2026-01-27") as info:
+        validator.normalize({"type": "a.b", "ts": "2026-01-26T23:59:59.999Z"})  # 29 days 0 h old
+    assert info.value.pointer == "/ts"
+
+
+def test_the_engine_keeps_chain_on_its_own_events(validator):
+    event = validator.normalize({"type": "reactor.started", "chain": ["01CAUSE"]}, "engine.reactor", external=False)
+    assert event["chain"] == ["01CAUSE"]
