@@ -112,8 +112,8 @@ def server_problems(raw: Mapping[str, Any], env_token: str | None) -> list[tuple
     elif token is not None and len(token) < MIN_TOKEN:
         out.append(("/server/token", f"{where} is {len(token)} characters long: use at least {MIN_TOKEN}"))
     if not token and not is_loopback(server["host"]):
-        out.append(("/server/host", f"binding to {server['host']} needs a token: set server.token or the "
-                                    "AIOS_TOKEN environment variable (or bind to 127.0.0.1)"))
+        out.append(("/server/host", (f"binding to {server['host']} needs a token: set server.token or the "
+                                     "AIOS_TOKEN environment variable (or bind to 127.0.0.1)")))
     return out
 
 

@@ -121,8 +121,8 @@ def test_a_symlinked_aios_yaml_means_the_directory_it_is_in(tmp_path: Path):
 def test_without_aios_yaml_commands_use_the_embedded_demo_config(tmp_path: Path):
     """Precedence --config > ./aios.yaml > embedded: the embedded one keeps data in ./data, rules packaged."""
     config = subprocess.run(
-        [sys.executable, "-c", "from engine.config import find_config; c = find_config(None); "
-                               "print(c.data_dir); print(c.rules_dir); print(sorted(c.agents)); print(c.source)"],
+        [sys.executable, "-c", ("from engine.config import find_config; c = find_config(None); "
+                                "print(c.data_dir); print(c.rules_dir); print(sorted(c.agents)); print(c.source)")],
         cwd=tmp_path, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     data_dir, rules_dir, agents, source = config.stdout.splitlines()
     assert Path(data_dir) == tmp_path / "data"

@@ -10,7 +10,6 @@ from engine.config import Config, ConfigError, find_config
 from engine.durations import parse_duration
 from engine.events import parse_ts
 
-
 CONFIG_HELP = "aios.yaml (default: ./aios.yaml if it exists, else the embedded demo config)"
 
 

@@ -23,7 +23,8 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("lint", help="validate playbooks (schema and semantics)")
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: the config's rules_dir)")
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="files or directories (default: the config's rules_dir)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                         help="processes checking files in parallel (default: one per CPU)")
