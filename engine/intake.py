@@ -20,17 +20,18 @@ class Intake:
         self.bus = bus
 
     async def submit(self, raws: Iterable[Any], source: str = "api", external: bool = True) -> AppendResult:
-        """Store and publish a batch; raises EventError (nothing stored) or StoreWriteError."""
-        return await self._store_and_publish(self.validator.normalize_batch(raws, source, external))
+        """Store and publish a batch; raises EventError (nothing stored) or StoreWriteError. `external`
+        batches (API, `emit`) are refused while the disk is short of space; the engine's own are not."""
+        return await self._store_and_publish(self.validator.normalize_batch(raws, source, external), external)
 
     async def submit_one(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Store and publish one of the engine's own events (reserved types allowed); returns it as stored."""
         event = self.validator.normalize(raw, raw.get("source", "engine"), external=False)
-        await self._store_and_publish([event])
+        await self._store_and_publish([event], external=False)
         return event
 
-    async def _store_and_publish(self, events: list[dict[str, Any]]) -> AppendResult:
-        result = await self.writer.append_async(events)
+    async def _store_and_publish(self, events: list[dict[str, Any]], external: bool) -> AppendResult:
+        result = await self.writer.append_async(events, external)
         for event, stored in zip(events, result.stored):
             if stored:
                 await self.bus.publish(event)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -124,3 +125,43 @@ def test_a_compaction_killed_at_any_step_completes_on_rerun(data_dir: Path, kill
     result = run_cli("compact", "--now", NOW, "--data", str(data_dir))
     assert result.returncode == 0, result.stderr
     check_final_state(data_dir, by_day)
+
+
+def _tree(data_dir: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(data_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(data_dir.rglob("*"))}
+
+
+def test_dry_run_prints_what_compact_would_do_and_changes_nothing(data_dir: Path):
+    build_store(data_dir)
+    (Layout.under(data_dir).archive_dir / "2026-02-01.jsonl.gz.tmp").parent.mkdir(parents=True)
+    (Layout.under(data_dir).archive_dir / "2026-02-01.jsonl.gz.tmp").write_bytes(b"left by a killed run")
+    before = _tree(data_dir)
+    dry = run_cli("compact", "--now", NOW, "--data", str(data_dir), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert _tree(data_dir) == before
+    assert "dry run, nothing changed: would archive 23 day(s), delete 10 day(s)" in dry.stdout
+    assert "  would archive 2026-03-03\n" in dry.stdout and "  would delete  2026-02-08 (summary kept)" in dry.stdout
+
+    real = run_cli("compact", "--now", NOW, "--data", str(data_dir))
+
+    def days(output: str) -> list[tuple[str, str]]:
+        return re.findall(r"^  (?:would )?(archive|delete)d? +(\S+)", output, re.MULTILINE)
+    assert days(dry.stdout) == days(real.stdout) and len(days(real.stdout)) == 33  # the same days, one by one
+
+
+def test_whatever_intake_accepts_survives_the_next_compaction(data_dir: Path):
+    from datetime import datetime, timezone
+
+    from engine.events import EventValidator
+    from engine.store.reader import read_events
+    from engine.store.writer import EventWriter
+
+    late = datetime(2026, 3, 10, 23, 59, 59, tzinfo=timezone.utc).timestamp()
+    validator = EventValidator(clock=lambda: late, host="h", delete_days=30)
+    oldest = validator.normalize({"type": "agent.heartbeat", "ts": "2026-02-10T00:00:00Z"})  # age 28, 29 at 00:10
+    with EventWriter(data_dir, clock=lambda: late, raw_days=7, delete_days=30) as writer:
+        writer.append([oldest])
+        report = writer.compact(datetime(2026, 3, 11, 0, 10, tzinfo=timezone.utc))  # the daily job
+    assert report.deleted == [] and report.archived == ["2026-02-10"]
+    assert [e["id"] for e in read_events(data_dir / "events")] == [oldest["id"]]

@@ -8,6 +8,7 @@ of the window when its database is missing or damaged.
 """
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +18,7 @@ from engine.store.layout import Layout, iter_lines
 from engine.store.reader import ReadStats, parse_lines
 
 _CHUNK = 900  # below SQLite's default limit of host parameters
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, stored_at REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ids_by_time ON ids(stored_at);
@@ -45,9 +47,9 @@ class DedupIndex:
                 db.executescript(_SCHEMA)
                 db.execute("SELECT count(*) FROM seen_files").fetchone()
                 return db
-            except sqlite3.DatabaseError:
-                if attempt:
-                    raise
+            except sqlite3.DatabaseError as exc:
+                if attempt or getattr(exc, "sqlite_errorcode", None) not in _DAMAGED:
+                    raise  # a full disk or a permission problem is no reason to throw the index away
                 for suffix in ("", "-wal", "-shm"):  # damaged: the files rebuild it
                     Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         raise AssertionError("unreachable")
@@ -61,17 +63,21 @@ class DedupIndex:
             found.update(row[0] for row in self._db.execute(f"SELECT id FROM ids WHERE id IN ({marks})", chunk))
         return found
 
-    def record(self, ids: Iterable[str], stored_at: float, file_sizes: dict[Path, int]) -> None:
-        """Remember ids made durable at `stored_at`, and how far into each file they reach."""
+    def record(self, entries: Iterable[tuple[str, float]], file_sizes: dict[Path, int]) -> None:
+        """Remember (id, stored_at) pairs made durable, and how far into each file they reach; one
+        transaction. On failure nothing is recorded and the first error is raised: SQLite rolls back by
+        itself on SQLITE_FULL, so a ROLLBACK with no transaction left must not replace it."""
         db = self._db
         db.execute("BEGIN")
         try:
-            db.executemany("INSERT OR IGNORE INTO ids VALUES (?, ?)", ((i, stored_at) for i in ids))
+            db.executemany("INSERT OR IGNORE INTO ids VALUES (?, ?)", entries)
             db.executemany("INSERT OR REPLACE INTO seen_files VALUES (?, ?)",
                            ((str(p), size) for p, size in file_sizes.items()))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             raise
 
     def expire(self, now: float) -> int:
@@ -92,11 +98,12 @@ class DedupIndex:
                     continue
                 if path.suffix == ".gz" and str(path) not in known and str(layout.raw(day)) in known:
                     # compaction turned an indexed raw day into this archive: same events, nothing new
-                    self.record((), now, {path: stat.st_size})
+                    self.record((), {path: stat.st_size})
                     continue
                 offset = known.get(str(path), 0) if path.suffix == ".jsonl" else 0
                 ids = list(_ids_in(path, offset))
-                self.record(ids, min(stat.st_mtime, now), {path: stat.st_size})
+                stored_at = min(stat.st_mtime, now)
+                self.record(((i, stored_at) for i in ids), {path: stat.st_size})
                 added += len(ids)
         return added
 

@@ -33,10 +33,11 @@ class CompactReport:
     deleted: list[str] = field(default_factory=list)
     summarized: list[str] = field(default_factory=list)
     cleaned: list[str] = field(default_factory=list)
+    dry_run: bool = False  # what would be done; nothing was changed
 
-    def as_dict(self) -> dict[str, list[str]]:
+    def as_dict(self) -> dict[str, object]:
         return {"archived": self.archived, "deleted": self.deleted,
-                "summarized": self.summarized, "cleaned": self.cleaned}
+                "summarized": self.summarized, "cleaned": self.cleaned, "dry_run": self.dry_run}
 
 
 @contextlib.contextmanager
@@ -90,20 +91,22 @@ def _gzip_to_tmp(raw: Path, tmp: Path) -> int:
 
 
 def compact(layout: Layout, now: datetime, raw_days: int = 7, delete_days: int = 30,
-            swap: Swap = _no_swap_lock) -> CompactReport:
-    """Apply retention to every day in the store as of `now`.
+            swap: Swap = _no_swap_lock, dry_run: bool = False) -> CompactReport:
+    """Apply retention to every day in the store as of `now` (`dry_run`: only report what it would do).
 
     `swap(paths)` is held while a day's files are replaced; the live writer passes one that pauses its
     commits and drops its handles on those paths, so appends may go on during the compression itself.
     """
-    report = CompactReport()
+    report = CompactReport(dry_run=dry_run)
     if not layout.events_dir.is_dir():
         return report
     for folder in (layout.archive_dir, layout.summaries_dir):
-        folder.mkdir(exist_ok=True)
-        for name in os.listdir(folder):
+        if not dry_run:
+            folder.mkdir(exist_ok=True)
+        for name in os.listdir(folder) if folder.is_dir() else ():
             if name.endswith(".tmp"):  # left by an interrupted run; never a complete file
-                (folder / name).unlink(missing_ok=True)
+                if not dry_run:
+                    (folder / name).unlink(missing_ok=True)
                 report.cleaned.append(str(folder / name))
     for day in layout.days():
         age = age_days(day, now)
@@ -111,25 +114,36 @@ def compact(layout: Layout, now: datetime, raw_days: int = 7, delete_days: int =
         if age >= delete_days:
             source = layout.source(day)
             if source is not None:
-                _write_summary(layout, day, source)
                 report.summarized.append(day)
-            with swap([raw, archive]):
-                raw.unlink(missing_ok=True)
-                archive.unlink(missing_ok=True)
-            fsync_dir(layout.events_dir)
-            fsync_dir(layout.archive_dir)
             report.deleted.append(day)
+            if not dry_run:
+                _delete_day(layout, day, source, swap)
         elif age >= raw_days and raw.exists():
-            if archive.exists():  # stopped after the rename: the archive already holds the raw lines
+            resumed = archive.exists()  # stopped after the rename: the archive already holds the raw lines
+            if not resumed:
+                report.summarized.append(day)
+            report.archived.append(day)
+            if dry_run:
+                continue
+            if resumed:
                 with swap([raw, archive]):
                     raw.unlink()
                 fsync_dir(layout.events_dir)
-                report.archived.append(day)
-                continue
-            _archive_day(layout, day, swap)
-            report.summarized.append(day)
-            report.archived.append(day)
+            else:
+                _archive_day(layout, day, swap)
     return report
+
+
+def _delete_day(layout: Layout, day: str, source: Path | None, swap: Swap) -> None:
+    """Summarize (late events included), then delete the day's raw file and archive."""
+    raw, archive = layout.raw(day), layout.archive(day)
+    if source is not None:
+        _write_summary(layout, day, source)
+    with swap([raw, archive]):
+        raw.unlink(missing_ok=True)
+        archive.unlink(missing_ok=True)
+    fsync_dir(layout.events_dir)
+    fsync_dir(layout.archive_dir)
 
 
 def _archive_day(layout: Layout, day: str, swap: Swap) -> None:

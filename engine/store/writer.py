@@ -5,6 +5,10 @@ writes each day's lines with one `write`, fsyncs each file once, records the ids
 completes the requests: many concurrent appends share one fsync, and an append returns only when its
 events are durable. A failed write (disk full, I/O error) truncates every file back to where the
 commit started, so a refused batch leaves nothing half-written, and the next commit simply tries again.
+
+Once a batch's lines are fsynced it is acknowledged, whatever fails after: ids the dedup index could not
+record wait in a bounded in-memory backlog that `seen` consults too, until a commit records them. On a
+full disk the reserve (`space.py`) is given up for the engine's own events and outside ones are refused.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import gzip
 import logging
 import os
 import queue
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -32,10 +37,12 @@ from engine.store.layout import Layout, iter_lines
 from engine.osutil.files import atomic_write, fsync_dir
 from engine.store.lock import DataLock
 from engine.store.retention import CompactReport, compact
+from engine.store.space import SpaceGuard, is_full
 
 log = logging.getLogger("aios.store")
 _MAX_OPEN_FILES = 8
 _EXPIRE_EVERY_S = 60.0
+BACKLOG_MAX = 100_000  # ids durable but not yet in the index: ~10 MB at most
 
 
 class StoreWriteError(OSError):
@@ -57,7 +64,10 @@ class WriterStats:
     duplicates: int = 0
     failed_commits: int = 0
     last_fsync_s: float = 0.0
-    last_error: str | None = None
+    last_error: str | None = None  # the last commit failed (nothing of it written); None once one succeeds
+    index_error: str | None = None  # the dedup index failed after a commit; None once it records again
+    index_dropped: int = 0  # engine ids left out of a full backlog (never retried, so never repeated)
+    refused_outside: int = 0  # outside batches refused while short of space or with the backlog full
     repaired: list[str] = field(default_factory=list)
 
 
@@ -65,9 +75,11 @@ class WriterStats:
 class _Request:
     events: Sequence[dict[str, Any]]
     future: concurrent.futures.Future[AppendResult]
+    external: bool
 
 
 _STOP = object()
+_POLL = object()
 
 
 class EventWriter:
@@ -84,6 +96,7 @@ class EventWriter:
         delete_days: int = 30,
         lock: DataLock | None = None,
         on_commit: Callable[[int, float], None] | None = None,
+        reserve_mb: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.layout = Layout.under(self.data_dir)
@@ -103,6 +116,8 @@ class EventWriter:
         self._thread: threading.Thread | None = None
         self._dedup: DedupIndex | None = None
         self._last_expire = 0.0
+        self._backlog: OrderedDict[str, float] = OrderedDict()  # id -> stored_at, oldest first
+        self.space = SpaceGuard(self.data_dir, reserve_mb)
 
     # -- life cycle -------------------------------------------------------------------------------
     def open(self) -> EventWriter:
@@ -113,7 +128,8 @@ class EventWriter:
             for folder in (self.layout.events_dir, self.layout.archive_dir, self.layout.summaries_dir):
                 folder.mkdir(parents=True, exist_ok=True)
             self.stats.repaired = self._repair_torn_tails()
-            self._dedup = DedupIndex(self.data_dir / "state" / "dedup.sqlite3", self._dedup_window_s)
+            self.space.open()
+            self._dedup = self._open_index()
             now = self._clock()
             self._dedup.expire(now)
             self._dedup.catch_up(self.layout, now)
@@ -125,12 +141,26 @@ class EventWriter:
         self._thread.start()
         return self
 
+    def _open_index(self) -> DedupIndex:
+        """The dedup index; on a disk too full to open it, give up the reserve first (its space is the
+        engine's for exactly this) and start short of space."""
+        path = self.data_dir / "state" / "dedup.sqlite3"
+        try:
+            return DedupIndex(path, self._dedup_window_s)
+        except (sqlite3.Error, OSError) as exc:
+            if not (is_full(exc) or getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL):
+                raise
+            self.space.on_full(exc)
+            return DedupIndex(path, self._dedup_window_s)
+
     def close(self) -> None:
         """Finish what was submitted, then release files and the lock."""
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
+            if self._backlog:  # a last try; else the next open's catch-up reads them from the files
+                self._record_ids({}, self._clock(), {})
         for fd in self._files.values():
             os.close(fd)
         self._files.clear()
@@ -147,26 +177,52 @@ class EventWriter:
         self.close()
 
     # -- appending --------------------------------------------------------------------------------
-    def submit(self, events: Sequence[dict[str, Any]]) -> concurrent.futures.Future[AppendResult]:
-        """Queue normalized events; the future completes once they are durable (or raises StoreWriteError)."""
+    def submit(self, events: Sequence[dict[str, Any]], external: bool = True) -> concurrent.futures.Future[AppendResult]:
+        """Queue normalized events; the future completes once they are durable (or raises StoreWriteError).
+
+        `external` (API, `emit`) events are refused while the disk is short of space; the engine's own
+        (False) may use the reserve, so that it can still record what it does about the full disk.
+        """
         if self._thread is None:
             raise RuntimeError("the event writer is not open")
         future: concurrent.futures.Future[AppendResult] = concurrent.futures.Future()
-        self._queue.put(_Request(events, future))
+        self._queue.put(_Request(events, future, external))
         return future
 
-    def append(self, events: Sequence[dict[str, Any]]) -> AppendResult:
+    def append(self, events: Sequence[dict[str, Any]], external: bool = True) -> AppendResult:
         """Store events durably; returns once they are on disk."""
-        return self.submit(events).result()
+        return self.submit(events, external).result()
 
-    async def append_async(self, events: Sequence[dict[str, Any]]) -> AppendResult:
-        return await asyncio.wrap_future(self.submit(events))
+    async def append_async(self, events: Sequence[dict[str, Any]], external: bool = True) -> AppendResult:
+        return await asyncio.wrap_future(self.submit(events, external))
+
+    def poll_space(self) -> None:
+        """Ask the writer thread to look again at free space and the index backlog (O(1), never blocks:
+        the service calls it every second, so outside intake resumes without waiting for a write)."""
+        if self._thread is not None:
+            self._queue.put(_POLL)
+
+    def health(self) -> dict[str, Any]:
+        """The store's state for /api/health: `ok`; `degraded` (acknowledging, but the dedup index lags:
+        ids wait in memory); `failing` (the last commit failed, or outside events are refused)."""
+        stats, space = self.stats, self.space
+        backlog_full = len(self._backlog) >= BACKLOG_MAX
+        problem = stats.last_error or space.error or (
+            f"dedup index backlog full ({BACKLOG_MAX} ids): {stats.index_error}" if backlog_full else None)
+        state = "failing" if problem else "degraded" if stats.index_error or self._backlog else "ok"
+        return {"state": state, "last_error": problem or stats.index_error, "free_bytes": space.free_bytes(),
+                "reserve": space.reserve, "outside_events": "refused" if space.short or backlog_full else "taken",
+                "commits": stats.commits, "events": stats.events_written, "failed_commits": stats.failed_commits,
+                "index_backlog": len(self._backlog), "index_error": stats.index_error}
 
     def _run(self) -> None:
         while True:
             first = self._queue.get()
             if first is _STOP:
                 return
+            if first is _POLL:
+                self._poll()
+                continue
             batch, count, stop = [first], len(first.events), False
             while count < self._max_batch:
                 try:
@@ -176,18 +232,61 @@ class EventWriter:
                 if more is _STOP:
                     stop = True
                     break
-                batch.append(more)
-                count += len(more.events)
+                if more is not _POLL:  # a commit looks at the space anyway
+                    batch.append(more)
+                    count += len(more.events)
             self._commit(batch)
             if stop:
                 return
 
-    def _commit(self, batch: list[_Request]) -> None:
+    def _poll(self) -> None:
+        try:
+            self.space.check()
+        except OSError:
+            log.exception("re-allocating the store reserve failed")
+        if self._backlog or self.stats.index_error:
+            self._record_ids({}, self._clock(), {})
+
+    def _commit(self, batch: list[_Request], retry: bool = True) -> None:
+        """Commit `batch`; outside requests are refused first while short of space (or the backlog is full).
+        The first ENOSPC gives up the reserve and commits the engine's own requests again in its space."""
+        self.space.check()
+        if self.space.short or len(self._backlog) >= BACKLOG_MAX:
+            batch = self._refuse_outside(batch)
+            if not batch:
+                return
+        try:
+            self._commit_durably(batch)
+        except StoreWriteError as error:
+            if retry and is_full(error) and self.space.on_full(error):
+                self._commit(batch, retry=False)
+                return
+            for request in batch:
+                _settle(request.future, error=error)
+
+    def _refuse_outside(self, batch: list[_Request]) -> list[_Request]:
+        """Fail the outside requests of `batch` (503 at the API); returns the engine's own."""
+        outside = [r for r in batch if r.external]
+        if outside:
+            self.stats.refused_outside += len(outside)
+            reason = self.space.error if self.space.short else \
+                f"the dedup index cannot record ids ({len(self._backlog)} waiting): {self.stats.index_error}"
+            error = StoreWriteError(errno.ENOSPC if self.space.short else errno.EIO,
+                                    f"the event store takes only the engine's own events now: {reason}")
+            for request in outside:
+                _settle(request.future, error=error)
+        return [r for r in batch if not r.external]
+
+    def _commit_durably(self, batch: list[_Request]) -> None:
+        """Write and fsync `batch`, then acknowledge it. Raises StoreWriteError when nothing was written;
+        once the lines are fsynced nothing raises: an index failure leaves the ids in the backlog."""
         assert self._dedup is not None
         try:
             all_ids = [e["id"] for r in batch for e in r.events]
             known = self._dedup.seen(all_ids)
-            fresh: set[str] = set()
+            if self._backlog:
+                known.update(i for i in all_ids if i in self._backlog)
+            fresh: dict[str, bool] = {}  # id -> whether an outside request brought it
             by_day: dict[str, list[bytes]] = {}
             results = []
             for request in batch:
@@ -196,26 +295,20 @@ class EventWriter:
                     event_id = event["id"]
                     new = event_id not in known and event_id not in fresh
                     if new:
-                        fresh.add(event_id)
+                        fresh[event_id] = request.external
                         by_day.setdefault(event["ts"][:10], []).append(orjson.dumps(event))
                     stored.append(new)
                 results.append(AppendResult([e["id"] for e in request.events], stored))
             started = time.perf_counter()
             sizes = self._write_days(by_day) if by_day else {}
             elapsed = time.perf_counter() - started
-            now = self._clock()
-            self._dedup.record(fresh, now, sizes)
-            if now - self._last_expire > _EXPIRE_EVERY_S:
-                self._dedup.expire(now)
-                self._last_expire = now
-        except Exception as exc:  # every request of the commit fails alike; the store stays consistent
+        except Exception as exc:  # every request of the commit fails alike; nothing of it was written
             self.stats.failed_commits += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            error = exc if isinstance(exc, StoreWriteError) else StoreWriteError(
-                getattr(exc, "errno", None) or errno.EIO, f"event store write failed: {exc}")
-            for request in batch:
-                _settle(request.future, error=error)
-            return
+            raise exc if isinstance(exc, StoreWriteError) else StoreWriteError(
+                getattr(exc, "errno", None) or errno.EIO, f"event store write failed: {exc}") from exc
+        # Durable: from here on the batch is acknowledged whatever fails (contract §1).
+        self._record_ids(fresh, self._clock(), sizes)
         self.stats.commits += 1
         self.stats.events_written += len(fresh)
         self.stats.duplicates += len(all_ids) - len(fresh)
@@ -228,6 +321,37 @@ class EventWriter:
                 log.exception("on_commit hook failed")
         for request, result in zip(batch, results):
             _settle(request.future, result=result)
+
+    def _record_ids(self, fresh: dict[str, bool], now: float, sizes: dict[Path, int]) -> None:
+        """Index the ids of a durable commit together with the backlog, in one transaction. On failure
+        they wait in the backlog: every outside id (outside requests are refused while it is full, so it
+        exceeds BACKLOG_MAX by one commit at most); engine ids only while there is room (never retried)."""
+        assert self._dedup is not None
+        try:
+            self._dedup.record([*self._backlog.items(), *((i, now) for i in fresh)], sizes)
+        except (sqlite3.Error, OSError) as exc:
+            if self.stats.index_error is None:
+                log.error("dedup index write failed (ids kept in memory until it records again): %s", exc)
+            self.stats.index_error = f"{type(exc).__name__}: {exc}"
+            horizon = now - self._dedup_window_s
+            while self._backlog and next(iter(self._backlog.values())) < horizon:
+                self._backlog.popitem(last=False)  # out of the window: no longer a repeat
+            for event_id, outside in fresh.items():
+                if outside or len(self._backlog) < BACKLOG_MAX:
+                    self._backlog[event_id] = now
+                else:
+                    self.stats.index_dropped += 1
+            return
+        if self.stats.index_error is not None:
+            log.warning("dedup index records again (%d waiting ids written)", len(self._backlog))
+        self._backlog.clear()
+        self.stats.index_error = None
+        if now - self._last_expire > _EXPIRE_EVERY_S:
+            self._last_expire = now
+            try:
+                self._dedup.expire(now)
+            except (sqlite3.Error, OSError) as exc:  # tried again in a minute; the index only grows meanwhile
+                log.warning("dedup index expiry failed: %s", exc)
 
     def _write_days(self, by_day: dict[str, list[bytes]]) -> dict[Path, int]:
         """Append each day's lines, fsync, and return the new sizes; on failure undo every file."""
@@ -295,8 +419,9 @@ class EventWriter:
             self._checked_archives.discard(path)
 
     # -- retention --------------------------------------------------------------------------------
-    def compact(self, now: datetime) -> CompactReport:
-        """Run retention while appends continue; each day's file swap happens between commits."""
+    def compact(self, now: datetime, dry_run: bool = False) -> CompactReport:
+        """Run retention while appends continue; each day's file swap happens between commits. A dry run
+        only reports. Afterwards the writer looks at the space again: compaction is how a full disk heals."""
 
         @contextmanager
         def swapping(paths: Sequence[Path]) -> Iterator[None]:
@@ -304,7 +429,10 @@ class EventWriter:
                 self._forget(paths)
                 yield
 
-        return compact(self.layout, now, self._raw_days, self._delete_days, swapping)
+        report = compact(self.layout, now, self._raw_days, self._delete_days, swapping, dry_run=dry_run)
+        if not dry_run:
+            self.poll_space()
+        return report
 
     # -- repair -----------------------------------------------------------------------------------
     def _repair_torn_tails(self) -> list[str]:
