@@ -102,7 +102,7 @@ def format_ts(epoch: float) -> str:
 # RFC 3339 §5.6 `date-time`, nothing looser: `T` (or `t`, which §5.6 allows), seconds required, a `.`
 # fraction, and `Z`/`z` or `±hh:mm`. Anchored with \Z: `$` would also match before a trailing newline.
 _RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-                      r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z", re.ASCII)
+                      r"(?:[Zz]|([+-])(\d{2}):(\d{2}))\Z", re.ASCII)
 
 
 def parse_ts(text: str) -> datetime:
@@ -116,7 +116,7 @@ def parse_ts(text: str) -> datetime:
         if isinstance(text, str) and len(text) >= 19 and text[10] in "Tt" and _RFC3339.match(text + "Z"):
             raise ValueError("timestamp needs a timezone (Z or +hh:mm)")
         raise ValueError("not an RFC 3339 timestamp (e.g. 2026-02-24T00:07:00Z or 2026-02-24T01:07:00+01:00)")
-    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
     if int(off_h or 0) > 23 or int(off_m or 0) > 59:
         raise ValueError(f"offset {sign}{off_h}:{off_m} is out of range")
     if second == "60":
