@@ -36,7 +36,7 @@ def _break_index(writer: EventWriter, monkeypatch: pytest.MonkeyPatch) -> Callab
     def full(*_: object) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(writer._dedup, "record", full)  # noqa: SLF001 - the fault goes into the real index
+    monkeypatch.setattr(writer._dedup, "record", full)  # the fault goes into the real index
     return lambda: monkeypatch.undo()
 
 
@@ -116,7 +116,7 @@ def test_intake_acknowledges_and_publishes_once_when_the_index_fails(data_dir: P
 def tmpfs(path: Path, size: str) -> Iterator[None]:
     path.mkdir(parents=True, exist_ok=True)
     if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                      capture_output=True).returncode:
+                      capture_output=True, check=False).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         yield

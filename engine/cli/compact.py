@@ -63,7 +63,8 @@ def _print_report(report: Any, dry_run: bool) -> None:
         print("dry run, nothing changed: would archive {} day(s), delete {} day(s), summarize {} day(s)".format(*counts))
     else:
         print("archived {} day(s), deleted {} day(s), summarized {} day(s)".format(*counts))
+    archive, delete = ("would archive", "would delete ") if dry_run else ("archived", "deleted ")
     for day in archived:
-        print(f"  {'would archive' if dry_run else 'archived'} {day}")
+        print(f"  {archive} {day}")
     for day in deleted:
-        print(f"  {'would delete ' if dry_run else 'deleted  '} {day} (summary kept)")
+        print(f"  {delete} {day} (summary kept)")
