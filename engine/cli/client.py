@@ -16,6 +16,12 @@ import orjson
 from engine.cli import UserError
 
 TIMEOUT_S = 30.0
+# Answers meaning "the engine is not there right now" (a proxy in front of one that is restarting).
+_AWAY = frozenset({502, 503, 504})
+
+
+class Unreachable(UserError):
+    """The engine did not answer (down, restarting): worth retrying, unlike a refusal."""
 
 
 class Client:
@@ -44,10 +50,10 @@ class Client:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
                 return response.status, orjson.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise UserError(_refusal(exc.code, exc.read())) from None
+            raise (Unreachable if exc.code in _AWAY else UserError)(_refusal(exc.code, exc.read())) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise UserError(f"cannot reach the engine at {self.base}: {reason}") from None
+            raise Unreachable(f"cannot reach the engine at {self.base}: {reason}") from None
 
 
 def _refusal(status: int, body: bytes) -> str:
