@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
+from engine import timespec
 from engine.cli import UserError
 from engine.config import Config, ConfigError, find_config
-from engine.durations import parse_duration
-from engine.events import parse_ts
 
 CONFIG_HELP = "aios.yaml (default: ./aios.yaml if it exists, else the embedded demo config)"
 
@@ -36,16 +35,8 @@ def data_dir_from(args: argparse.Namespace, config: Config) -> Path:
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
-    """An RFC 3339 time, a date (midnight UTC), or a duration meaning that long ago (`15m`, `2h`)."""
-    now = now or datetime.now(timezone.utc)
+    """`engine.timespec.parse_when`, refused as a UserError (one line on stderr, exit 1)."""
     try:
-        return now - timedelta(seconds=parse_duration(text))
-    except ValueError:
-        pass
-    try:
-        if len(text) == 10:
-            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-        return parse_ts(text)
-    except ValueError:
-        raise UserError(f"invalid time {text!r}: use RFC 3339 (2026-02-24T00:00:00Z), a date, "
-                        "or a duration ago (15m, 2h, 7d)") from None
+        return timespec.parse_when(text, now)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None

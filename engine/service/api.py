@@ -1,8 +1,9 @@
 """The HTTP API (contract §5) on aiohttp.
 
-Every error is a JSON body with a status a client can act on: 400 (with the batch index and JSON
-pointer), 401, 403 (a write from a foreign Origin), 404, 413, 415, 503 with Retry-After. Handlers only
-translate HTTP to engine calls; what the engine does lives elsewhere.
+Every refusal is a JSON body with a status a client can act on: 400 (with the batch index and JSON
+pointer), 401, 403 (a foreign Host on a loopback bind, a write from a foreign Origin), 404, 408, 413,
+415, 503 with Retry-After. Handlers only translate HTTP to calls on `EngineAPI`; what the engine does
+lives elsewhere. What aiohttp refuses before the application sees a request is in `edge.py`.
 """
 from __future__ import annotations
 
@@ -10,23 +11,38 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
-from engine.cli.common import parse_when
+from engine.durations import parse_duration
 from engine.events import EventError, parse_json_body
+from engine.service import encodings
+from engine.service.hosts import HostRule
+from engine.service.interface import EngineAPI
 from engine.store.reader import EventFilter, read_events, read_last
 from engine.store.writer import StoreWriteError
-
-if TYPE_CHECKING:
-    from engine.service.app import Engine
+from engine.timespec import parse_when
 
 log = logging.getLogger("aios.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ENGINE: web.AppKey[Engine] = web.AppKey("engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """What `server.*` fixes for the life of the server (changes there need a restart, as `reload` says)."""
+
+    hosts: HostRule
+    body_timeout_s: float
+    max_body_bytes: int
+
+
+ENGINE: web.AppKey[EngineAPI] = web.AppKey("engine")
+EDGE: web.AppKey[Edge] = web.AppKey("edge")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_TYPES = ("application/json", "application/x-ndjson")
 MAX_PAGE = 1000
@@ -41,10 +57,18 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
     return json_response({"error": message, **extra}, status)
 
 
+def unavailable(message: str, retry_after_s: int) -> web.Response:
+    return json_response({"error": message}, 503, {"Retry-After": str(retry_after_s)})
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Token, same-origin writes, and JSON bodies for every error (never an HTML page or a traceback)."""
-    engine = request.app[ENGINE]
+    """Host (DNS rebinding), token, same-origin writes, and JSON bodies for every error (never an HTML
+    page or a traceback)."""
+    engine, edge = request.app[ENGINE], request.app[EDGE]
+    refused = edge.hosts.refusal(request.headers.get("Host"))
+    if refused is not None:
+        return error(*refused)
     token = engine.token
     if token and request.path != "/login":
         offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() \
@@ -59,25 +83,38 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
-        limit = engine.config.raw["server"]["max_body_bytes"]
+        limit = edge.max_body_bytes
         return error(413, f"request body over the limit of {limit} bytes", limit=limit)
     except web.HTTPException as exc:
-        if exc.status >= 400 and request.path.startswith("/api/"):
-            return error(exc.status, exc.reason)
-        raise
+        if exc.status < 400:  # redirects (login)
+            raise
+        refusal = error(exc.status, exc.reason)
+        if "Allow" in exc.headers:  # 405 says which methods would do
+            refusal.headers["Allow"] = exc.headers["Allow"]
+        return refusal
     except Exception:  # a bug: logged with its trace, answered without one
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error(500, "internal error; see the engine log")
 
 
 async def post_events(request: web.Request) -> web.Response:
+    """Everything that can be refused from the head is refused before the body is read."""
     engine = request.app[ENGINE]
     if engine.stopping:
-        return json_response({"error": "the engine is shutting down"}, 503, {"Retry-After": "5"})
+        return unavailable("the engine is shutting down", 5)
     content_type = request.content_type
     if content_type not in JSON_TYPES:
         return error(415, f"Content-Type must be application/json or application/x-ndjson, not {content_type!r}")
-    body = await request.read()
+    coding = request.headers.get("Content-Encoding", "")
+    unsupported = encodings.unsupported(coding)
+    if unsupported is not None:
+        return json_response(unsupported[1], unsupported[0])
+    overloaded = engine.overloaded()
+    if overloaded is not None:  # counted in aios_events_refused_total{reason="overload"} by the engine
+        return unavailable(*overloaded)
+    body = await _read_body(request, coding)
+    if isinstance(body, web.Response):
+        return body
     try:
         raws = parse_json_body(body, ndjson=content_type == "application/x-ndjson")
         if not raws:
@@ -88,10 +125,36 @@ async def post_events(request: web.Request) -> web.Response:
         return error(400, exc.message, index=exc.index if exc.index is not None else 0, pointer=exc.pointer)
     except StoreWriteError as exc:
         engine.metrics.refused.labels("store").inc()
-        return json_response({"error": f"the event store cannot write: {exc.strerror or exc}"}, 503,
-                             {"Retry-After": "10"})
+        return unavailable(f"the event store cannot write: {exc.strerror or exc}", 10)
     return json_response({"accepted": len(result.ids), "ids": result.ids,
                           "duplicates": result.stored.count(False)}, 202)
+
+
+async def _read_body(request: web.Request, coding: str) -> bytes | web.Response:
+    """The whole (decoded) body within `server.body_timeout`; else the refusal, which also closes the
+    connection (what is left of the body is not worth reading): 408 for a client that stops sending, 400
+    for a body that does not decode as its Content-Encoding says."""
+    timeout = request.app[EDGE].body_timeout_s
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        refusal = error(408, f"the request body did not arrive within {timeout:g} s (server.body_timeout)")
+    except RequestPayloadError as exc:
+        if coding and "content-encoding" in str(exc).lower():
+            status, body = encodings.undecodable(coding)
+            refusal = json_response(body, status)
+        else:
+            refusal = error(400, f"the request body could not be read: {exc}")
+    refusal.force_close()
+    return refusal
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "").lower()
+    if value not in ("", "0", "1", "false", "true", "no", "yes"):
+        raise web.HTTPBadRequest(reason=f"{name} must be 1/true/yes or 0/false/no, not {value!r}")
+    return value in ("1", "true", "yes")
 
 
 def _selector(request: web.Request) -> EventFilter:
@@ -100,7 +163,7 @@ def _selector(request: web.Request) -> EventFilter:
         return EventFilter(parse_when(query["since"]) if "since" in query else None,
                            parse_when(query["until"]) if "until" in query else None,
                            tuple(query.getall("type", [])), query.get("agent"))
-    except Exception as exc:  # UserError from parse_when
+    except ValueError as exc:
         raise web.HTTPBadRequest(reason=str(exc)) from None
 
 
@@ -174,9 +237,13 @@ async def get_run(request: web.Request) -> web.Response:
 async def post_rollback(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     run_id = request.match_info["run_id"]
-    force = request.query.get("force", "").lower() in ("1", "true", "yes")
-    status, body = await engine.rollback(run_id, force)
+    status, body = await engine.rollback(run_id, _flag(request, "force"))
     return json_response(body, status)
+
+
+async def post_compact(request: web.Request) -> web.Response:
+    """Retention now (`dry_run=1`: only report what it would do); the same report `compact` prints."""
+    return json_response(await request.app[ENGINE].compact(_flag(request, "dry_run")))
 
 
 async def post_reload(request: web.Request) -> web.Response:
@@ -205,9 +272,14 @@ async def api_not_found(request: web.Request) -> web.Response:
     return error(404, f"no such endpoint: {request.method} {request.path}")
 
 
-def build_app(engine: Engine) -> web.Application:
-    app = web.Application(middlewares=[guard], client_max_size=engine.config.raw["server"]["max_body_bytes"])
+def build_app(engine: EngineAPI) -> web.Application:
+    """The application; serve it with `edge.make_runner` (timeouts, JSON for aiohttp's own refusals)."""
+    server = engine.config.raw["server"]
+    edge = Edge(HostRule.for_bind(engine.host, server["allowed_hosts"]), parse_duration(server["body_timeout"]),
+                server["max_body_bytes"])
+    app = web.Application(middlewares=[guard], client_max_size=edge.max_body_bytes)
     app[ENGINE] = engine
+    app[EDGE] = edge
     app.router.add_post("/api/events", post_events)
     app.router.add_get("/api/events", get_events)
     app.router.add_get("/api/health", get_health)
@@ -217,6 +289,7 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/api/runs/{run_id}", get_run)
     app.router.add_post("/api/runs/{run_id}/rollback", post_rollback)
     app.router.add_post("/api/reload", post_reload)
+    app.router.add_post("/api/compact", post_compact)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/login", get_login)
     app.router.add_route("*", "/api/{tail:.*}", api_not_found)
