@@ -238,3 +238,24 @@ def test_the_cli_talks_to_a_running_engine_with_url(tmp_path: Path):
         assert no_run.returncode == 1 and "no run" in no_run.stderr
 
     run_engine(tmp_path, body)
+
+
+def test_a_dns_rebinding_page_can_neither_post_nor_read_and_a_corrupt_gzip_body_is_a_400(tmp_path: Path):
+    import gzip
+
+    async def body(engine, http):
+        before = stored_lines(engine)
+        foreign = {"Host": "evil.example"}
+        posted = await http.post("/api/events", json={"type": "agent.error"}, headers=foreign)
+        assert posted.status == 403 and "server.allowed_hosts" in (await posted.json())["error"]
+        read = await http.get("/api/events", headers=foreign)
+        assert read.status == 403
+        listed = await http.get("/api/health", headers={"Host": f"dash.lan:{engine.port}"})
+        assert listed.status == 200
+        corrupt = gzip.compress(b'{"type": "agent.error"}')[:10] + b"\xff" * 8
+        bad = await http.post("/api/events", data=corrupt,
+                              headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        assert bad.status == 400 and (await bad.json())["encoding"] == "gzip"
+        assert stored_lines(engine) == before
+
+    run_engine(tmp_path, body, extra="server: {allowed_hosts: [dash.lan]}\n")
