@@ -1,5 +1,5 @@
 """Supervisor with real agent processes: agent.down shapes, heartbeats on an injected clock, adoption by a
-second supervisor (and refusal of a reused pid), restarts, start failures, log rotation."""
+second supervisor (and refusal of a reused pid), restarts, start failures. Logs: test_agent_logs.py."""
 from __future__ import annotations
 
 import asyncio
@@ -18,12 +18,12 @@ import psutil
 import pytest
 from test_actions import gone
 
-from engine.agents.supervisor import Supervisor, rotate_log
+from engine.agents.supervisor import Supervisor
 from engine.osutil import proctree
 
 SLEEPER = ["python", "-c", "import time; time.sleep(60)"]
-PARENT = ["python", "-c", "import subprocess, sys, time; "
-          "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"]
+PARENT = ["python", "-c", ("import subprocess, sys, time; "
+                           "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)")]
 EXITS_3 = ["python", "-c", "import sys, time; time.sleep(0.2); sys.exit(3)"]
 
 
@@ -50,8 +50,8 @@ def tagged(url: str) -> dict[int, str | None]:
     return found
 
 
-@pytest.fixture
-def url() -> Iterator[str]:
+@pytest.fixture(name="url")
+def url_fixture() -> Iterator[str]:
     """A URL that names this test; every process carrying it is killed afterwards, trees included."""
     tag = f"http://127.0.0.1:9/{uuid.uuid4().hex}"
     yield tag
@@ -249,32 +249,3 @@ def test_broken_pidfiles_and_agents_that_cannot_start(make, data_dir):
         assert not (data_dir / "agents" / "broken.pid").exists() and sup.known("broken") and not sup.known("ghost")
 
     asyncio.run(scenario())
-
-
-def test_logs_rotate_by_copy_truncate_and_keep_a_bounded_number(make, data_dir):
-    chatty = ["python", "-c", "import time\nfor i in range(200): print('line', i, 'x' * 40, flush=True)\n"
-              "time.sleep(60)"]
-    sup, _ = make({"chatty": {"command": chatty}}, log_max_bytes=4096, log_keep=2)
-    log = data_dir / "agents" / "chatty.log"
-
-    async def scenario() -> None:
-        await sup.start()
-        while log.stat().st_size < 9000:
-            await asyncio.sleep(0.02)
-        await sup.check(time.time())
-
-    asyncio.run(scenario())
-    rotated = log.with_name("chatty.log.1").read_text()
-    assert rotated.startswith("--- ") and "line 199 " in rotated and log.stat().st_size == 0
-
-    with open(log, "ab") as writer:  # an agent's append-mode descriptor, open across rotations
-        for round_ in range(3):
-            writer.write(f"round {round_}\n".encode())
-            writer.flush()
-            rotate_log(log, keep=2)
-        writer.write(b"after\n")
-        writer.flush()
-    assert log.read_text() == "after\n"  # no hole of zeros: the write landed at the new end
-    assert [p.name for p in sorted(log.parent.glob("chatty.log.*"))] == ["chatty.log.1", "chatty.log.2"]
-    assert log.with_name("chatty.log.1").read_text() == "round 2\n"
-    assert log.with_name("chatty.log.2").read_text() == "round 1\n"

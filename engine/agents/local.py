@@ -1,15 +1,19 @@
 """Agents as processes of this engine: the AgentControl that `restart_agent` and `signal` act through.
 
-Each agent runs in its own session (so it outlives the engine, as contract §7 wants) with its output
-appended to `data/agents/<name>.log` and `AIOS_AGENT`, `AIOS_URL` and a start marker (`AIOS_RUN_MARK`) in
-its environment; a restart kills the old tree through `proctree`, marker included, so a worker that
-called `setsid()` does not survive its agent. An agent an earlier engine started is adopted: it is not
+Each agent runs in its own session (so it outlives the engine, as contract §7 wants) with `AIOS_AGENT`,
+`AIOS_URL` and a start marker (`AIOS_RUN_MARK`) in its environment. Its stdout and stderr are a pipe to a
+log pump (`logpump.py`, started beside it, in a session of its own, with the same marker) that writes
+`data/agents/<name>.log` under its cap: the engine is not in the middle, so an engine restart breaks
+nothing. A restart kills the old tree through `proctree`, marker included, so a worker that called
+`setsid()` does not survive its agent, and neither does the pump. Starting (fork, exec, pipes) blocks, so
+it runs in a worker thread. An agent an earlier engine started is adopted: it is not
 our child, so it is watched and signalled through psutil, which refuses a pid that was reused. Watching,
 heartbeats, pidfiles and events belong to the supervisor, which builds on this.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,6 +31,9 @@ from engine.osutil import proctree
 
 _REAP_S = 5.0  # after the tree was killed, how long to wait for the old process to be reaped
 ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # so `python -m engine…` agents import this engine
+LOGPUMP = str(Path(__file__).with_name("logpump.py"))  # run by path with `-I -S`: stdlib only, small
+LOG_MAX_BYTES = 10 << 20
+LOG_KEEP = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,25 +56,31 @@ def _exit_of(returncode: int) -> Exit:
 
 
 class AgentProcess:
-    """One agent's process: our child (`popen`), or adopted from an earlier engine (`proc`, psutil's handle,
-    which remembers the create_time and so never acts on a process that merely reuses the pid)."""
+    """One agent's process: our child (`popen`, with its log pump `pump`, also our child), or adopted from
+    an earlier engine (`proc`, psutil's handle, which remembers the create_time and so never acts on a
+    process that merely reuses the pid; its pump is not ours to reap)."""
 
-    __slots__ = ("pid", "marker", "create_time", "popen", "proc")
+    __slots__ = ("create_time", "marker", "pid", "popen", "proc", "pump")
 
     def __init__(self, pid: int, marker: str, create_time: float | None,
-                 popen: subprocess.Popen[bytes] | None = None, proc: psutil.Process | None = None) -> None:
+                 popen: subprocess.Popen[bytes] | None = None, proc: psutil.Process | None = None,
+                 pump: subprocess.Popen[bytes] | None = None) -> None:
         self.pid = pid
         self.marker = marker
         self.create_time = create_time
         self.popen = popen
         self.proc = proc
+        self.pump = pump
 
     @property
     def adopted(self) -> bool:
         return self.popen is None
 
     def exit(self) -> Exit | None:
-        """None while the process runs; how it ended otherwise (our child is reaped here)."""
+        """None while the process runs; how it ended otherwise (our child is reaped here, and so is its pump
+        once it ended: after the agent and whatever inherited its output)."""
+        if self.pump is not None:
+            self.pump.poll()
         if self.popen is not None:
             code = self.popen.poll()
             return None if code is None else _exit_of(code)
@@ -93,15 +106,19 @@ class AgentProcess:
 class LocalAgents:
     """Starts, adopts, restarts and signals the agents of the config's `agents:` mapping (`{name: {command,
     cwd, env}}`); `python` as the first word of a command is the engine's own interpreter. `url` and `env`
-    (extra variables for every agent, such as `AIOS_TOKEN`) may be changed before agents are started."""
+    (extra variables for every agent, such as `AIOS_TOKEN`) may be changed before agents are started. Each
+    log stays under `log_max_bytes`, with `log_keep` rotated files beside it."""
 
     def __init__(self, agents: Mapping[str, Mapping[str, Any]], data_dir: str | Path, url: str | None = None,
-                 grace_s: float = proctree.KILL_GRACE_S, env: Mapping[str, str] | None = None) -> None:
+                 grace_s: float = proctree.KILL_GRACE_S, env: Mapping[str, str] | None = None, *,
+                 log_max_bytes: int = LOG_MAX_BYTES, log_keep: int = LOG_KEEP) -> None:
         self._specs = dict(agents)
         self._log_dir = Path(data_dir) / "agents"
         self.url = url
         self.env = dict(env or {})
         self._grace_s = grace_s
+        self._log_max_bytes = log_max_bytes
+        self._log_keep = log_keep
         self._running: dict[str, AgentProcess] = {}
         self._locks = {name: asyncio.Lock() for name in self._specs}  # one start or restart at a time per agent
 
@@ -130,36 +147,29 @@ class LocalAgents:
         running = self._running.get(name)
         return running.pid if running and running.exit() is None else None
 
-    def adopt(self, name: str, pid: int, create_time: float, marker: str) -> AgentProcess | None:
+    async def adopt(self, name: str, pid: int, create_time: float, marker: str) -> AgentProcess | None:
         """Take over an agent an earlier engine started, when `pid` still names that very process: the same
-        create_time and, when its environment is readable, the same marker. None (and nothing adopted)
-        otherwise: the process is gone, a zombie, or an unrelated one that got the pid."""
-        self._lock(name)  # KeyError for an agent that is not declared
-        try:
-            proc = psutil.Process(pid)
-            if proc.create_time() != create_time or proc.status() == psutil.STATUS_ZOMBIE:
+        create_time and, when its environment is readable, the same marker (its log pump has another pid,
+        so it is never taken for the agent). None (and nothing adopted) otherwise: the process is gone, a
+        zombie, or an unrelated one that got the pid."""
+        async with self._lock(name):  # KeyError for an agent that is not declared
+            proc = await asyncio.to_thread(_same_process, pid, create_time, marker)
+            if proc is None:
                 return None
-            try:
-                if proc.environ().get(proctree.MARK_ENV) != marker:
-                    return None
-            except psutil.AccessDenied:  # another user's process: create_time alone has to do
-                pass
-        except psutil.Error:
-            return None
-        self._running[name] = running = AgentProcess(pid, marker, create_time, proc=proc)
-        return running
+            self._running[name] = running = AgentProcess(pid, marker, create_time, proc=proc)
+            return running
 
     async def start(self, name: str) -> dict[str, Any]:
         """Start the agent unless it runs already; `{agent, pid, started}`. OSError if it cannot start."""
         async with self._lock(name):
-            return self._start(name)
+            return await self._start(name)
 
     async def restart(self, name: str) -> dict[str, Any]:
         """Kill the agent's whole tree (if any) and start it anew; `{agent, old_pid, pid, killed, started}`."""
         async with self._lock(name):
             old = self._running.pop(name, None)
             killed = await asyncio.to_thread(self._kill, old) if old else []
-            return {**self._start(name), "old_pid": old.pid if old else None, "killed": killed}
+            return {**await self._start(name), "old_pid": old.pid if old else None, "killed": killed}
 
     async def signal(self, name: str, signal_name: str) -> dict[str, Any]:
         """Send a signal (`TERM`, `SIGHUP`…) to the agent's process; ProcessLookupError when it is not running."""
@@ -195,30 +205,81 @@ class LocalAgents:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), ENGINE_ROOT]))
         return env
 
-    def _start(self, name: str) -> dict[str, Any]:
+    async def _start(self, name: str) -> dict[str, Any]:
         current = self.pid(name)
         if current is not None:
             return {"agent": name, "pid": current, "started": False}
+        self._running[name] = running = await asyncio.to_thread(self._spawn, name)
+        return {"agent": name, "pid": running.pid, "started": True}
+
+    def _spawn(self, name: str) -> AgentProcess:
+        """The log pump, then the agent writing into it (blocking: run it in a thread). The engine keeps no
+        end of the pipe, so the pump ends when the agent's last writer does; an agent that cannot start
+        leaves a line saying why in its log."""
         command = self.command(name)
         marker = f"agent/{name}/{uuid.uuid4().hex[:12]}"
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path(name), "ab") as log:  # O_APPEND: copy-truncate rotation stays safe
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            log.write(f"--- {stamp} aios-engine starts {name}: {subprocess.list2cmdline(command)}\n".encode())
-            log.flush()
-            popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        reader, writer = os.pipe()
+        try:
+            pump = subprocess.Popen(
+                [sys.executable, "-I", "-S", LOGPUMP, str(self._log_max_bytes), str(self._log_keep),
+                 str(self.log_path(name))],
+                stdin=reader, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env={proctree.MARK_ENV: marker}, start_new_session=True)
+        except BaseException:
+            os.close(writer)
+            raise
+        finally:
+            os.close(reader)
+        try:
+            _line(writer, f"aios-engine starts {name}: {subprocess.list2cmdline(command)}")
+            popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=writer, stderr=writer,
                                      cwd=self._specs[name].get("cwd"), env=self._environment(name, marker),
                                      start_new_session=True)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                _line(writer, f"aios-engine cannot start {name}: {exc}")
+            os.close(writer)
+            _reap(pump)
+            raise
+        os.close(writer)
         known = proctree.describe(popen.pid)
-        self._running[name] = AgentProcess(popen.pid, marker, known["create_time"] if known else None, popen=popen)
-        return {"agent": name, "pid": popen.pid, "started": True}
+        return AgentProcess(popen.pid, marker, known["create_time"] if known else None, popen=popen, pump=pump)
 
     def _kill(self, running: AgentProcess) -> list[int]:
         """Kill the tree and reap the agent when it is our child (blocking: run it in a thread)."""
         killed = proctree.kill_tree(running.pid, running.marker, self._grace_s, running.create_time)
-        if running.popen is not None:
-            try:
-                running.popen.wait(_REAP_S)
-            except subprocess.TimeoutExpired:  # unkillable (uninterruptible sleep): leave it to a later poll
-                pass
+        for child in (running.popen, running.pump):
+            if child is not None:
+                _reap(child)
         return killed
+
+
+def _reap(child: subprocess.Popen[bytes]) -> None:
+    """Wait (a while) for a child that was killed or lost its input; blocking."""
+    try:
+        child.wait(_REAP_S)
+    except subprocess.TimeoutExpired:  # unkillable (uninterruptible sleep): left to a later poll
+        pass
+
+
+def _same_process(pid: int, create_time: float, marker: str) -> psutil.Process | None:
+    """psutil's handle on `pid` when it is the live process with `create_time` and (when its environment
+    is readable) `marker`; None otherwise."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.create_time() != create_time or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        try:
+            if proc.environ().get(proctree.MARK_ENV) != marker:
+                return None
+        except psutil.AccessDenied:  # another user's process: create_time alone has to do
+            pass
+    except psutil.Error:
+        return None
+    return proc
+
+
+def _line(fd: int, text: str) -> None:
+    """One `--- <UTC time> text` line into the log pipe (the pump is reading it already)."""
+    os.write(fd, f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {text}\n".encode())

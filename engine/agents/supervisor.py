@@ -8,8 +8,9 @@ heartbeats stop. It never restarts anything by itself: restarts come only throug
 Pidfiles (`data/agents/<name>.pid`, JSON `{pid, create_time, marker, started, restarts, command}`) let the
 next engine adopt an agent: a pid is trusted only when the process it names has the recorded create_time
 (and carries the recorded marker), so a pid the kernel reused for something else is never taken for the
-agent. Output goes straight from the agent into `data/agents/<name>.log` (so it survives an engine
-restart); `check()` rotates it by copy-truncate (see `rotate_log`).
+agent. Output goes from the agent through its log pump into `data/agents/<name>.log`, capped and rotated
+by the pump (`engine/agents/logpump.py`), so it survives an engine restart. Starts and pidfile writes run
+in worker threads, off the event loop.
 
 The engine calls `start()` once, `note(event)` for every `agent.*` event, `check(now)` about every second
 and `close()` on its way out; `pids()` may be called from any thread.
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,39 +28,19 @@ from typing import Any
 
 import orjson
 
-from engine.agents.local import AgentProcess, Exit, LocalAgents
+from engine.agents.local import LOG_KEEP, LOG_MAX_BYTES, AgentProcess, Exit, LocalAgents
 from engine.durations import parse_duration
 from engine.events import format_ts
 from engine.osutil import proctree
-from engine.schemas import apply_defaults, load_schema
 from engine.osutil.files import atomic_write
+from engine.schemas import apply_defaults, load_schema
 
 log = logging.getLogger("aios.agents")
 
 SOURCE = "engine.supervisor"
-LOG_MAX_BYTES = 10 << 20
-LOG_KEEP = 3
 DEGRADED_INTERVALS = 2.0  # a heartbeat later than this many intervals shows the agent as degraded
 UNDECLARED_MAX = 256  # agents seen only in events that the view remembers (a flood of names stays bounded)
 Emit = Callable[[dict[str, Any]], Awaitable[Any]]
-
-
-def rotate_log(path: Path, keep: int) -> None:
-    """Rotate `path` to `path.1` (`.1` to `.2`…, at most `keep` old files).
-
-    Copy-truncate, because the agent holds the file open (it writes to it directly, so its output outlives
-    the engine) and cannot be told to reopen it: the content is copied, then the file truncated in place.
-    The agent's descriptor is in append mode, so its next write lands at the new end, not at its old
-    offset. Output written between the last read of the copy and the truncate is lost: a window of
-    microseconds, once per rotation. Blocking: call it from a thread.
-    """
-    for index in range(keep - 1, 0, -1):
-        older = path.with_name(f"{path.name}.{index}")
-        if older.exists():
-            os.replace(older, path.with_name(f"{path.name}.{index + 1}"))
-    with open(path, "rb") as source, open(path.with_name(f"{path.name}.1"), "wb") as target:
-        shutil.copyfileobj(source, target)  # reads to the end, including what was written while copying
-        os.truncate(path, 0)
 
 
 @dataclass(slots=True)
@@ -81,6 +60,7 @@ class _Agent:
     activity: str | None = None  # "working" or "learning", from the agent's own events
     task: str | None = None
     reported_pid: int | None = None  # undeclared agents: the pid their heartbeats carry
+    pidfile: bytes | None = None  # a pidfile record the disk refused so far: `check()` writes it again
 
     def silent_since(self, now: float) -> float:
         """Since when nothing was heard: the last heartbeat, else the (re)start, else `now`."""
@@ -107,13 +87,13 @@ class Supervisor:
         self._dir = Path(data_dir) / "agents"
         self._emit = emit
         self._clock = clock
-        self._log_max_bytes = log_max_bytes
-        self._log_keep = log_keep
-        self.local = LocalAgents(specs, data_dir, url, grace_s, {"AIOS_TOKEN": token} if token else None)
+        self.local = LocalAgents(specs, data_dir, url, grace_s, {"AIOS_TOKEN": token} if token else None,
+                                 log_max_bytes=log_max_bytes, log_keep=log_keep)
         self._agents = {name: _Agent(spec["room"], True, parse_duration(spec["heartbeat"]["interval"]),
                                      spec["heartbeat"]["misses"])
                         for name, spec in specs.items()}
         self._undeclared: OrderedDict[str, _Agent] = OrderedDict()
+        self._pidfile_locks = {name: asyncio.Lock() for name in specs}  # one writer per pidfile at a time
         self._live: dict[str, int] = {}  # replaced whole, never mutated: safe to read from another thread
 
     @property
@@ -136,8 +116,9 @@ class Supervisor:
         try:
             outcome = await self.local.restart(name)
         except OSError as exc:
-            agent.down = {"reason": "start_failed", "error": str(exc)}
-            self._pidfile(name).unlink(missing_ok=True)
+            agent.down, agent.pidfile = {"reason": "start_failed", "error": str(exc)}, None
+            async with self._pidfile_locks[name]:
+                await asyncio.to_thread(self._pidfile(name).unlink, missing_ok=True)
             self._refresh_live()
             raise
         agent.restarts += 1
@@ -152,8 +133,8 @@ class Supervisor:
         """Adopt each declared agent its pidfile names, when that very process still runs; start the others.
         An agent that cannot start is reported as `agent.down` with `reason: start_failed`."""
         for name in self._agents:
-            record = self._read_pidfile(name)
-            if record and self.local.adopt(name, record["pid"], record["create_time"], record["marker"]):
+            record = await asyncio.to_thread(self._read_pidfile, name)
+            if record and await self.local.adopt(name, record["pid"], record["create_time"], record["marker"]):
                 self._agents[name].restarts = record["restarts"]
                 if record.get("command") != self.local.command(name):
                     log.warning("agent %s was adopted but runs another command than aios.yaml declares; "
@@ -208,8 +189,11 @@ class Supervisor:
             agent.activity = "learning" if data.get("active") is True else None
 
     async def check(self, now: float) -> None:
-        """Report each declared agent that exited or went silent (once per episode) and rotate logs."""
+        """Report each declared agent that exited or went silent (once per episode); write pidfiles the
+        disk refused before."""
         for name, agent in self._agents.items():
+            if agent.pidfile is not None:
+                await self._write_pidfile(name, again=True)
             if agent.down is not None or self.local.busy(name):
                 continue
             process = self.local.process(name)
@@ -230,15 +214,6 @@ class Supervisor:
             except Exception:  # the store refused (disk full…): the next check reports it again
                 log.exception("cannot report agent %s down", name)
         self._refresh_live()
-        for name in self._agents:
-            path = self.local.log_path(name)
-            try:
-                if path.stat().st_size >= self._log_max_bytes:
-                    await asyncio.to_thread(rotate_log, path, self._log_keep)
-            except FileNotFoundError:
-                continue
-            except OSError:
-                log.exception("cannot rotate %s", path)
 
     # -- what the engine reads -------------------------------------------------------------------------
     def pids(self) -> dict[str, int]:
@@ -323,9 +298,10 @@ class Supervisor:
         agent.since, agent.last_heartbeat, agent.adopted = now, None, adopted
         agent.down, agent.activity, agent.task = None, None, None
         if not adopted:
-            atomic_write(self._pidfile(name), orjson.dumps({
+            agent.pidfile = orjson.dumps({
                 "pid": process.pid, "create_time": process.create_time, "marker": process.marker,
-                "started": agent.started, "restarts": agent.restarts, "command": self.local.command(name)}))
+                "started": agent.started, "restarts": agent.restarts, "command": self.local.command(name)})
+            await self._write_pidfile(name)
         self._refresh_live()
         await self._emit({"type": "agent.started", "source": SOURCE, "agent": name, "severity": "info",
                           "data": {"pid": process.pid, "adopted": adopted, "restarted": restarted,
@@ -333,6 +309,24 @@ class Supervisor:
 
     def _pidfile(self, name: str) -> Path:
         return self._dir / f"{name}.pid"
+
+    async def _write_pidfile(self, name: str, again: bool = False) -> None:
+        """Write the agent's pending pidfile record, in a thread (it fsyncs). When the disk refuses, the
+        record stays pending for the next `check()`: without it the next engine would not adopt the agent
+        but start a second one. Only the first failure of a record is logged as a warning."""
+        agent = self._agents[name]
+        async with self._pidfile_locks[name]:
+            record = agent.pidfile
+            if record is None:
+                return
+            try:
+                await asyncio.to_thread(atomic_write, self._pidfile(name), record)
+            except OSError as exc:
+                log.log(logging.DEBUG if again else logging.WARNING, "cannot write %s (%s); trying again at "
+                        "each check", self._pidfile(name), exc)
+                return
+            if agent.pidfile is record:
+                agent.pidfile = None
 
     def _read_pidfile(self, name: str) -> dict[str, Any] | None:
         """The pidfile's record when it is whole and well formed; None otherwise (nothing to adopt)."""
