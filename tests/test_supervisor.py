@@ -3,6 +3,7 @@ second supervisor (and refusal of a reused pid), restarts, start failures. Logs:
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 from test_actions import gone
+from test_service_api import small_filesystem
 
 from engine.agents.supervisor import Supervisor
 from engine.osutil import proctree
@@ -80,6 +82,15 @@ async def check_until(sup: Supervisor, events: list[dict[str, Any]], count: int,
         assert time.monotonic() < deadline, f"only {events}"
         await sup.check(time.time())
         await asyncio.sleep(0.02)
+
+
+def fill(filler: Path) -> Path:
+    """Write `filler` until its filesystem is full (ENOSPC); `filler`."""
+    with open(filler, "wb", buffering=0) as handle, pytest.raises(OSError) as full:
+        while True:
+            handle.write(b"\0" * 4096)
+    assert full.value.errno == errno.ENOSPC
+    return filler
 
 
 def of(events: list[dict[str, Any]], type_: str, agent: str) -> list[dict[str, Any]]:
@@ -249,3 +260,33 @@ def test_broken_pidfiles_and_agents_that_cannot_start(make, data_dir):
         assert not (data_dir / "agents" / "broken.pid").exists() and sup.known("broken") and not sup.known("ghost")
 
     asyncio.run(scenario())
+
+
+def test_a_pidfile_the_full_disk_refused_is_written_at_a_later_check(tmp_path, url):
+    disk = tmp_path / "disk"
+    with small_filesystem(disk, "1m") as mounted:
+        if not mounted:
+            pytest.skip("needs root to mount a tmpfs")
+        events: list[dict[str, Any]] = []
+
+        async def emit(event: dict[str, Any]) -> dict[str, Any]:
+            events.append(event)
+            return event
+
+        sup = Supervisor({"coder": {"command": SLEEPER}}, disk, url, emit, grace_s=0.5)
+        pidfile = disk / "agents" / "coder.pid"
+
+        async def scenario() -> None:
+            await sup.start()
+            first = json.loads(pidfile.read_text())["pid"]
+            filler = fill(disk / "filler")
+            outcome = await sup.restart("coder")  # the agent runs; its pidfile cannot be written
+            assert events[-1]["type"] == "agent.started" and sup.pids() == {"coder": outcome["pid"]}
+            assert json.loads(pidfile.read_text())["pid"] == first
+            await sup.check(time.time())
+            assert json.loads(pidfile.read_text())["pid"] == first
+            filler.unlink()
+            await sup.check(time.time())  # without it the next engine would start a second coder
+            assert json.loads(pidfile.read_text())["pid"] == outcome["pid"] != first
+
+        asyncio.run(scenario())
