@@ -25,6 +25,7 @@ from test_supervisor import check_until, fill, url_fixture  # noqa: F401 (the `u
 import engine.agents.local as local_module
 import engine.agents.supervisor as supervisor_module
 from engine.agents.local import LOGPUMP
+from engine.agents.logpump import LogFile, Pump
 from engine.agents.supervisor import Supervisor
 from engine.osutil import proctree
 
@@ -288,3 +289,36 @@ def test_starts_and_pidfile_writes_run_off_the_event_loop(data_dir, url, monkeyp
 
     asyncio.run(scenario())
     assert calls == [("popen", False), ("popen", False), ("pidfile", False)] * 2  # pump, agent, pidfile
+
+
+def test_a_failing_pump_looks_for_room_once_a_second_and_resumes_with_two_caps_free(tmp_path):
+    disk = tmp_path / "disk"
+    with small_filesystem(disk, "1m") as mounted:
+        if not mounted:
+            pytest.skip("needs root to mount a tmpfs")
+        now = [0.0]
+        log = LogFile(str(disk / "coder.log"), 100_000, 1)
+        feeder = Pump(log, clock=lambda: now[0])
+        line = b"z" * 999 + b"\n"
+        feeder.feed(line * 50)
+        filler = fill(disk / "filler")
+        feeder.feed(line * 60)  # 50 kB do not fit: the file is emptied, output dropped, one line says so
+        text = Path(log.path).read_bytes()
+        assert text.startswith(b"--- ") and b"cannot write coder.log (No space left on device)" in text
+        assert text.count(b"\n") == 1 and feeder.dropped > 0
+        with open(filler, "r+b") as handle:  # some room, but less than two caps
+            handle.truncate(filler.stat().st_size - 100_000)
+        now[0] = 5.0
+        feeder.feed(line)
+        assert Path(log.path).read_bytes() == text  # still dropping
+        filler.unlink()
+        now[0] = 5.5
+        feeder.feed(line)
+        assert Path(log.path).read_bytes() == text  # looked less than a second ago
+        dropped = feeder.dropped
+        now[0] = 6.0
+        feeder.feed(line)
+        resumed = Path(log.path).read_bytes()[len(text):]
+        assert resumed.startswith(b"--- ") and f"writing again; dropped {dropped} bytes".encode() in resumed
+        assert resumed.endswith(b"\n" + line) and feeder.dropped == 0
+        log.close()
