@@ -20,6 +20,7 @@ from engine.playbooks.matcher import Decision, Matcher
 log = logging.getLogger("aios.decider")
 Observer = Callable[[dict[str, Any]], None]
 Dispatch = Callable[[Decision, dict[str, Any]], Awaitable[Any]]
+YIELD_EVERY = 64  # `queue.get()` on a non-empty queue does not yield to other tasks; this loop does, this often
 
 
 class Decider:
@@ -65,6 +66,8 @@ class Decider:
                     self._busy = False
                     self.progress_at = self._monotonic()
                     self.decided += 1
+                if self.decided % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a backlog is decided in slices: the API and health keep answering
         finally:
             if self._in_flight:
                 await asyncio.gather(*list(self._in_flight), return_exceptions=True)

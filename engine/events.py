@@ -159,7 +159,6 @@ class EventValidator:
         clock: Clock = time.time,
         host: str | None = None,
         max_future_s: float = 300.0,
-        max_age_s: float | None = None,
         ids: IdGenerator | None = None,
         *,
         delete_days: int = 30,
@@ -167,8 +166,7 @@ class EventValidator:
         self._clock = clock
         self._host = host or socket.gethostname()
         self._max_future_s = max_future_s
-        # Deprecated: `max_age_s` (delete_days × 86400, as callers passed it before) names the same age.
-        self._delete_days = int(max_age_s // 86400) if max_age_s is not None else delete_days
+        self._delete_days = delete_days
         self.new_id = ids or IdGenerator(clock)
         self._fast = fast_validator("event")
 

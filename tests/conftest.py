@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["process_harness"]  # the `demo` fixture: real engine processes with the demo agents
+
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(ROOT / "bin" / "aios-engine")]
 

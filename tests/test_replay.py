@@ -81,6 +81,7 @@ def store(tmp_path: Path) -> Path:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "all.yaml").write_text(RULES)
+    (tmp_path / "aios.yaml").write_text("")  # every key defaulted: ./data and ./rules, not the embedded demo
     return tmp_path
 
 

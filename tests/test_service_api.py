@@ -148,7 +148,7 @@ def small_filesystem(path: Path, size: str = "1m"):
 def test_503_while_the_disk_is_full_nothing_half_written_and_recovery_when_space_returns(tmp_path: Path,
                                                                                        monkeypatch):
     data = tmp_path / "full"
-    with small_filesystem(data, "2m") as mounted:
+    with small_filesystem(data, "24m") as mounted:  # room for the 8 MiB reserve
         if not mounted:  # inject ENOSPC where a tmpfs cannot be mounted
             import engine.store.writer as writer_module
 

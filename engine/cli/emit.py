@@ -54,14 +54,14 @@ def run(args: argparse.Namespace) -> int:
         print(answer["ids"][0])
         return 0
     validator = EventValidator(host=config.host, max_future_s=parse_duration(config.store["max_future"]),
-                               max_age_s=config.store["delete_days"] * 86400.0)
+                               delete_days=config.store["delete_days"])
     try:
         event = validator.normalize(raw, source=args.source, external=True)
     except EventError as exc:
         raise UserError(f"refused: {exc}") from None
     try:
-        with EventWriter(data_dir_from(args, config),
-                         dedup_window_s=parse_duration(config.store["dedup_window"])) as writer:
+        with EventWriter(data_dir_from(args, config), dedup_window_s=parse_duration(config.store["dedup_window"]),
+                         reserve_mb=config.store["reserve_mb"]) as writer:
             writer.append([event])
     except DataDirLocked as exc:
         raise UserError(str(exc)) from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,7 @@ from engine.admission.scheduler import Job, Scheduler
 from engine.agents.supervisor import Supervisor
 from engine.background import Background
 from engine.bus import Bus
-from engine.config import Config, ConfigError, load_config
+from engine.config import Config, ConfigError, load_config, server_problems
 from engine.deciding import Decider
 from engine.durations import parse_duration
 from engine.emitter import EngineEmitter
@@ -38,9 +37,8 @@ from engine.intake import Intake
 from engine.looplag import LoopLag
 from engine.pipeline.base import PipelineContext
 from engine.pipeline.runner import run_pipeline
-from engine.playbooks.matcher import Matcher
+from engine.playbooks.matcher import Decision, Matcher
 from engine.playbooks.registry import Registry
-from engine.admission.guards import Budget, CircuitBreaker, LoopGuard
 from engine.reactor.records import RecordError
 from engine.reactor.rollback import RollbackRefused, rollback_run
 from engine.reactor.runner import Reactor, ReactorDeps
@@ -48,12 +46,12 @@ from engine.reactor.snapshot import SnapshotError
 from engine.reactor.watch import EventWatcher
 from engine.sensors.build import build_sensors, scan_all
 from engine.service.api import build_app
+from engine.service.edge import make_runner
 from engine.service.metrics import Metrics
 from engine.store.writer import EventWriter
 
 log = logging.getLogger("aios.engine")
 story = logging.getLogger("aios.events")
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 STALL_S = 10.0  # events waiting this long with nothing decided (or runs with free slots not started): stalled
 LAG_LIMIT_S = 1.0  # an event loop this late is named in health
 # Events worth a line of their own in the engine's log, so `journalctl` tells why something was or was not fixed.
@@ -78,10 +76,11 @@ class Engine:
         server = config.raw["server"]
         self.host = host or server["host"]
         self.port = server["port"] if port is None else port
-        self.token: str | None = server["token"] or os.environ.get("AIOS_TOKEN") or None
-        if self.host not in LOOPBACK and not self.token:
-            raise StartupError(f"binding to {self.host} needs a token: set server.token in aios.yaml or the "
-                               "AIOS_TOKEN environment variable (or bind to 127.0.0.1)")
+        env_token = os.environ.get("AIOS_TOKEN") or None  # set but empty means unset, as shells have it
+        problems = server_problems({**config.raw, "server": {**server, "host": self.host}}, env_token)
+        if problems:
+            raise StartupError("; ".join(message for _, message in problems))
+        self.token: str | None = server["token"] or env_token
         self.events_dir = self.data_dir / "events"
         self.stopping = False
         self.started_at = clock()
@@ -94,16 +93,19 @@ class Engine:
         store = config.store
         self.writer = EventWriter(self.data_dir, clock=clock, dedup_window_s=parse_duration(store["dedup_window"]),
                                   max_batch_events=store["max_batch_events"], raw_days=store["raw_days"],
-                                  delete_days=store["delete_days"], on_commit=self._on_commit)
+                                  delete_days=store["delete_days"], reserve_mb=store["reserve_mb"],
+                                  on_commit=self._on_commit)
         self.validator = EventValidator(clock, config.host, parse_duration(store["max_future"]),
-                                        store["delete_days"] * 86400.0)
+                                        delete_days=store["delete_days"])
         self.intake = Intake(self.validator, self.writer, self.bus)
         self.emitter = EngineEmitter(self.intake)
         self.watcher = EventWatcher(clock)
         self.registry = Registry(self.rules_dir, emit=self._emit_later, config=config)
         self.matcher = Matcher(self.registry.index, clock)
         self.url = f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::') else self.host}:{self.port}"
-        self.supervisor = Supervisor(config.agents, self.data_dir, self.url, self._emit_raw, clock, token=self.token)
+        logs = config.raw["agent_logs"]
+        self.supervisor = Supervisor(config.agents, self.data_dir, self.url, self._emit_raw, clock, token=self.token,
+                                     log_max_bytes=logs["max_mb"] << 20, log_keep=logs["keep"])
         self.sensors = build_sensors(config.raw["sensors"], self.data_dir, self.supervisor.pids)
         reactor_cfg = config.raw["reactor"]
         declared = frozenset(config.agents)
@@ -151,7 +153,7 @@ class Engine:
         await self._flush_later()
         log.info("rules loaded", extra={"loaded": len(outcome.loaded), "rejected": list(outcome.rejected)})
         resumable = await self.reactor.recover()
-        self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+        self._runner = make_runner(build_app(self), self.config)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
@@ -207,6 +209,8 @@ class Engine:
             jobs.add_job(self._scan_sensors, "interval", seconds=parse_duration(self.config.raw["sensors"]["interval"]),
                          id="sensors", max_instances=1, coalesce=True)
         jobs.add_job(self._check_agents, "interval", seconds=1.0, id="supervise", max_instances=1, coalesce=True)
+        jobs.add_job(self.writer.poll_space, "interval", seconds=1.0, id="store_space", max_instances=1,
+                     coalesce=True)  # outside intake resumes by itself once the disk has room again
         jobs.add_job(self.reload_rules, "interval", seconds=2.0, id="rules", max_instances=1, coalesce=True)
         # Daily and weekly jobs run however late they are (misfire_grace_time=None): a stall at 00:10 must
         # not skip a day of retention. APScheduler's default grace of 1 s would.
@@ -407,13 +411,12 @@ class Engine:
                 "running": self.scheduler.running, "event_loop_lag_s": round(self.lag.worst, 4)}
 
     def health(self) -> dict[str, Any]:
-        stats = self.writer.stats
-        writable = stats.last_error is None and _has_space(self.events_dir)
+        store = self.writer.health()
+        writable = store["state"] != "failing"
         deciding = self._deciding_health()
         rules = self.registry.health()
         components = {
-            "store": {"state": "ok" if writable else "failing", "last_error": stats.last_error,
-                      "commits": stats.commits, "events": stats.events_written},
+            "store": store,
             "scheduler": deciding,
             "rules": rules,
             "sensors": {"state": ("failing" if self.sensor_errors else "ok") if self._jobs.running else "stopped",
@@ -451,10 +454,3 @@ class Engine:
             m.evictions.labels(capped.name).set(capped.evicted)
         m.evictions.labels("metric_labels").set(m.label_overflow)
         return m.render()
-
-
-def _has_space(path: Path, minimum: int = 1 << 20) -> bool:
-    try:
-        return shutil.disk_usage(path).free >= minimum
-    except OSError:
-        return False
