@@ -55,8 +55,7 @@ story = logging.getLogger("aios.events")
 STALL_S = 10.0  # events waiting this long with nothing decided (or runs with free slots not started): stalled
 LAG_LIMIT_S = 1.0  # an event loop this late is named in health
 # Events worth a line of their own in the engine's log, so `journalctl` tells why something was or was not fixed.
-STORY_TYPES = {"agent.down": logging.WARNING, "agent.started": logging.INFO, "agent.adopted": logging.INFO,
-               "playbook.loaded": logging.INFO, "playbook.rejected": logging.WARNING,
+STORY_TYPES = {"agent.down": logging.WARNING, "agent.started": logging.INFO, "playbook.loaded": logging.INFO, "playbook.rejected": logging.WARNING,
                "config.rejected": logging.WARNING, "resource.disk_full": logging.WARNING}
 
 
