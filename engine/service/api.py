@@ -207,7 +207,7 @@ def _page(events_dir: Path, selector: EventFilter, limit: int, after: str | None
 
 async def get_health(request: web.Request) -> web.Response:
     health = request.app[ENGINE].health()
-    return json_response(health, 200 if health["status"] == "ok" else 503)
+    return json_response(health, 503 if health["status"] == "failing" else 200)  # degraded still serves
 
 
 async def get_agents(request: web.Request) -> web.Response:

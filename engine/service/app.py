@@ -20,8 +20,7 @@ from typing import Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from engine.actions import KINDS as ACTION_KINDS
-from engine.actions import get_action
+from engine.actions import ACTIONS
 from engine.admission.dispatch import Dispatcher
 from engine.admission.guards import Budget, CircuitBreaker, LoopGuard
 from engine.admission.scheduler import Job, Scheduler
@@ -118,7 +117,7 @@ class Engine:
                            parse_duration(reactor_cfg["loop"]["window"])))
         self.reactor = Reactor(ReactorDeps(
             data_dir=self.data_dir, emit=self.dispatcher.emit_run_event, agents=self.supervisor,
-            wait_for=self.watcher.wait_for, compact=self._compact, actions={k: get_action(k) for k in ACTION_KINDS},
+            wait_for=self.watcher.wait_for, compact=self._compact, actions=ACTIONS,
             playbook=lambda pid: self.registry.playbooks.get(pid), clock=clock, python=sys.executable,
             snapshot_cap_bytes=reactor_cfg["snapshot_cap_mb"] << 20, on_outcome=self.dispatcher.on_outcome))
         self.runs = self.reactor.store  # one view of data/runs for the reactor and the API
@@ -423,7 +422,9 @@ class Engine:
             "agents": {"state": "ok", "agents": {a["name"]: a["state"] for a in self.supervisor.view()}},
         }
         ok = writable and deciding["state"] != "stalled" and not self.stopping
-        return {"status": "ok" if ok else "failing", "stopping": self.stopping,
+        degraded = any(c.get("state") not in ("ok", "stopped") for c in components.values())
+        status = "failing" if not ok else ("degraded" if degraded else "ok")
+        return {"status": status, "stopping": self.stopping,
                 "uptime_s": round(self.clock() - self.started_at, 1), "components": components}
 
     def agents_view(self) -> list[dict[str, Any]]:
