@@ -247,7 +247,7 @@ class Reactor:
         """Run `job` to the end; returns the final status (succeeded, failed, timeout, rolled_back,
         cancelled). A job from `recover()` continues its run where the journal left it."""
         resumed: _Resume | None = job.extra.get("resume")
-        journal = Journal(self.runs_dir / job.run_id / "journal.jsonl")
+        journal = await asyncio.to_thread(Journal, self.runs_dir / job.run_id / "journal.jsonl")  # mkdir, fsync
         if resumed is None:
             await journal.awrite("start", playbook=job.playbook.id, event=job.event, priority=job.priority,
                                  key=list(job.key))
@@ -387,7 +387,7 @@ class Reactor:
     async def abandon(self, job: Job, why: str, resumed: _Resume | None = None) -> str:
         """Close a recovered run that will not continue: failed with `crash_recovery: why`, rolled back."""
         resumed = resumed or job.extra["resume"]
-        journal = Journal(self.runs_dir / job.run_id / "journal.jsonl")
+        journal = await asyncio.to_thread(Journal, self.runs_dir / job.run_id / "journal.jsonl")  # mkdir, fsync
         run = _Run(self.deps, job, journal, resumed.record, self.store)
         try:
             resumed.prime(run)
