@@ -62,8 +62,8 @@ async def engine_latency(data_dir: Path, seconds: float) -> tuple[list[float], l
     emitter = EngineEmitter(intake)
     clock = time.time
     matcher = Matcher(Index(PLAYBOOKS), clock)
-    dispatcher = Dispatcher(emitter=emitter, clock=clock, breaker=CircuitBreaker(clock),
-                            budget=Budget(clock, max_runs=10**9), loop=LoopGuard(clock))
+    dispatcher = Dispatcher(emitter=emitter, breaker=CircuitBreaker(clock), budget=Budget(clock, max_runs=10**9),
+                            loop=LoopGuard(clock), declared=lambda: frozenset())
     reactor = Reactor(ReactorDeps(data_dir=data_dir, emit=dispatcher.emit_run_event,
                                   agents=LocalAgents({}, data_dir),
                                   wait_for=EventWatcher(clock).wait_for, compact=_nothing, actions=ACTIONS,
