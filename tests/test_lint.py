@@ -54,6 +54,20 @@ BAD = [
      3, 18, "duration", "invalid duration '2 s'"),
     ("invalid regex", "id: p\non: agent.down\nwhen:\n  data.reason: {matches: \"(heart\"}\n" + STEP,
      4, 26, "regex", "invalid regular expression '(heart'"),
+    ("regex backreference (RE2 has none)", "id: p\non: agent.down\nwhen:\n  data.reason: {matches: '(a)\\1'}\n"
+     + STEP, 4, 26, "regex", "invalid escape sequence: \\1 (RE2 syntax, as in Prometheus: no backreferences"),
+    ("regex lookahead", "id: p\non: agent.down\nwhen:\n  data.reason: {matches: '(?=x)'}\n" + STEP,
+     4, 26, "regex", "invalid perl operator: (?= (RE2 syntax"),
+    ("regex lookbehind", "id: p\non: agent.down\nwhen:\n  data.reason:\n    matches: '(?<=x)'\n" + STEP,
+     5, 14, "regex", "invalid perl operator: (?<= (RE2 syntax"),
+    ("templated regex in when", "id: p\non: agent.down\nwhen:\n  data.reason: {matches: \"^{data.p}\"}\n" + STEP,
+     4, 26, "regex-template", "a 'matches' pattern is never a template, yet '{data.p}' at character 2 reads as one"),
+    ("templated regex in a wait_for where", "id: p\non: agent.down\nsteps:\n  - id: w\n    action: wait_for\n"
+     "    with: {type: agent.heartbeat, within: 5s, where: {data.s: {matches: \"{data.p}\"}}}\n",
+     6, 73, "regex-template", "'{data.p}' at character 1 reads as one (a pattern must not come from the event)"),
+    ("template-escaped braces in a where regex", "id: p\non: agent.down\nsteps:\n  - id: w\n    action: wait_for\n"
+     "    with: {type: agent.heartbeat, within: 5s, where: {data.s: {matches: \"^a{{2}}$\"}}}\n",
+     6, 73, "regex-template", "'{{' at character 3 (a template's escaped '{') reads as one"),
     ("operator typo", "id: p\non: agent.down\nwhen:\n  data.score: {gtee: 0.3}\n" + STEP,
      4, 16, "unknown-key", "did you mean 'gte'?"),
     ("operators mixed with other keys", "id: p\non: agent.down\nwhen:\n  data.score: {lt: 0.3, limit: 1}\n" + STEP,
@@ -181,7 +195,7 @@ def test_escaped_braces_and_steps_needed_indirectly_are_fine(tmp_path: Path):
             "  - id: use\n    needs: [mid]\n    action: shell\n"
             "    with: {argv: [awk, \"{{print $1}}\", \"{steps.find.stdout}\", \"{data.top.0.pid}\"]}\n"
             "  - id: wait\n    needs: [use]\n    action: wait_for\n"
-            "    with: {type: agent.heartbeat, where: {data.n: {matches: \"^a{{2}}$\"}}, within: 5s}\n")
+            "    with: {type: agent.heartbeat, where: {data.n: {matches: \"^a{2}\\\\{x\\\\}$\"}}, within: 5s}\n")
     assert lint_text(tmp_path, text).diagnostics == []
 
 

@@ -20,9 +20,10 @@ What durable-rules does, measured (docs/matcher.md), and how this module copes:
 - That hash only picks one of 32 slots to start a linear probe from, and the probe reads every child up to
   the next empty slot, for every field of the fact. Field names are chosen by slot (`_slot`): dispatch
   fields on distinct even slots, at most SHARD_KEYS of them per shard, fact fields on odd ones.
-- `matches` (regex in its own dialect), very long `in` lists and numbers it cannot hold exactly are
-  checked in Python after the engine matched the rest (`residual`). An event whose own values cannot be
-  encoded exactly (an integer beyond 2**53 under an ordering test) is evaluated by the reference.
+- `matches` (RE2, `regex.py`: the engine's regex is a dialect of its own), very long `in` lists and
+  numbers it cannot hold exactly are checked in Python after the engine matched the rest (`residual`).
+  An event whose own values cannot be encoded exactly (an integer beyond 2**53 under an ordering test)
+  is evaluated by the reference.
 - `delete_ruleset` leaks the ruleset's state unless `delete_state` runs first, and `delete_state`
   crashes on a state that never ran an action: a shard primes its ruleset before the first fact and
   releases state and ruleset when it is garbage collected, so memory stays flat across reloads.

@@ -5,16 +5,17 @@ Decisions where the contract leaves room, shared by both evaluators and document
 - equality is by JSON kind: `true` is not `1`, `"3"` is not `3`, but `1` equals `1.0` (both numbers);
   lists and mappings are equal item by item with the same rule; NaN equals nothing;
 - ordering (gt, gte, lt, lte) compares two numbers or two strings (by code point); any other pair is false;
-- `matches` is `re.search` on a string value; a non-string value or an invalid pattern never matches;
+- `matches` is an RE2 search (`regex.Regex`, compiled with its Condition) on a string value; a non-string
+  value or a pattern RE2 cannot compile never matches;
 - on an absent path `ne` and `not_in` hold, `exists: false` holds, every other operator fails.
 """
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any
 
 from engine.playbooks.model import Condition
+from engine.playbooks.regex import Regex
 
 
 class _Missing:
@@ -80,20 +81,6 @@ def ordered(value: Any, op: str, bound: Any) -> bool:
     return value <= bound
 
 
-@functools.lru_cache(maxsize=1024)
-def pattern(text: str) -> re.Pattern[str] | None:
-    """The compiled regular expression, or None when it does not compile (lint reports it)."""
-    try:
-        return re.compile(text)
-    except (re.error, TypeError, ValueError, OverflowError, RecursionError):
-        return None
-
-
-def searches(value: Any, regex: Any) -> bool:
-    compiled = pattern(regex) if type(regex) is str else None
-    return compiled is not None and type(value) is str and compiled.search(value) is not None
-
-
 def holds(condition: Condition, event: Any) -> bool:
     """Whether one condition holds for `event`."""
     value = lookup(event, split_path(condition.path))
@@ -111,7 +98,7 @@ def holds(condition: Condition, event: Any) -> bool:
     if op == "not_in":
         return not any(same(value, item) for item in expected)
     if op == "matches":
-        return searches(value, expected)
+        return isinstance(expected, Regex) and expected.search(value)
     return ordered(value, op, expected)
 
 

@@ -2,13 +2,13 @@
 
 The schema (`schemas/playbook.schema.json`, via `engine.playbooks.schema`) checks shapes, names and
 value forms. This module adds what a schema cannot see: templates and the paths they look up, step
-`needs` (unknown, cyclic), regular expressions, agents unknown to the config, ids repeated across files,
-a playbook that can never win, one that triggers itself. A file with any error contributes no playbook.
+`needs` (unknown, cyclic), `matches` patterns (RE2, never templates), agents unknown to the config, ids
+repeated across files, a playbook that can never win, one that triggers itself. A file with any error
+contributes no playbook.
 """
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from engine.config import Config
 from engine.dag import dependency_order
 from engine.durations import parse_duration
 from engine.playbooks.model import Playbook
+from engine.playbooks.regex import compile_pattern, template_like
 from engine.playbooks.schema import SCHEMA, Entry, LintDiagnostic, load_playbook_file
 from engine.playbooks.templates import Ref, TemplateError, parse_template, refs
 from engine.schemas import closest_name, fast_validator, load_schema, short_repr
@@ -217,13 +218,13 @@ class _EntryChecker:
             operators = spec if isinstance(spec, dict) else {"eq": spec}
             for op, value in operators.items():
                 at = here if not isinstance(spec, dict) else pointer_join(here, op)
-                if rendered:
+                if op == "matches":
+                    self._regex(value, at)
+                elif rendered:
                     self._tree(value, at, step)
                 elif isinstance(value, str) and self._has_refs(value):
                     self._error(at, f"{short_repr(value)} is compared as written: templates are not rendered in "
                                 "'when' (only in step fields)", "template", severity="warning")
-                if op == "matches":
-                    self._regex(self._literal(value) if rendered else value, at)
 
     @staticmethod
     def _has_refs(text: str) -> bool:
@@ -243,14 +244,21 @@ class _EntryChecker:
             return None
         return "".join(part for part in parts if isinstance(part, str))
 
-    def _regex(self, pattern: str | None, pointer: str) -> None:
-        """A `matches` operand must compile (None: a template, known only when rendered)."""
-        if pattern is None:
+    def _regex(self, pattern: Any, pointer: str) -> None:
+        """A `matches` operand is an RE2 pattern written as is: never a template (in `when` and in a
+        wait_for `where` alike, so an event never supplies one), and one RE2 compiles."""
+        if not isinstance(pattern, str):
+            return  # the schema reports it
+        lookalike = template_like(pattern)
+        if lookalike is not None:
+            self._error(pointer, f"{short_repr(pattern)}: a 'matches' pattern is never a template, yet {lookalike} "
+                        "reads as one (a pattern must not come from the event); write \\{ and \\} for literal "
+                        "braces", "regex-template")
             return
-        try:
-            re.compile(pattern)
-        except (re.error, OverflowError, RecursionError) as exc:
-            self._error(pointer, f"invalid regular expression {short_repr(pattern)}: {exc}", "regex")
+        error = compile_pattern(pattern)[1]
+        if error is not None:
+            self._error(pointer, f"invalid regular expression {short_repr(pattern)}: {error} (RE2 syntax, as in "
+                        "Prometheus: no backreferences, no lookaround)", "regex")
 
     # -- templates -----------------------------------------------------------------------------
     def _tree(self, value: Any, pointer: str, step: str | None) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.durations import parse_duration
+from engine.playbooks.regex import Regex
 from engine.yaml_loader import Loc
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "matches", "exists")
@@ -18,11 +19,16 @@ DEFAULT_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """`path` (dotted, into the event) `op` `value`; a bare YAML value is `eq`."""
+    """`path` (dotted, into the event) `op` `value`; a bare YAML value is `eq`. A `matches` string becomes
+    a `Regex` here, so its pattern is compiled once, when the condition is made, never per event."""
 
     path: str
     op: str
     value: Any
+
+    def __post_init__(self) -> None:
+        if self.op == "matches" and type(self.value) is str:
+            object.__setattr__(self, "value", Regex(self.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,10 @@ class Step:
     timeout_s: float | None = None  # None: the playbook's timeout
     retry: Retry | None = None  # None: the playbook's retry
 
+    def __post_init__(self) -> None:
+        if self.action == "wait_for" and isinstance(self.with_.get("where"), dict):
+            object.__setattr__(self, "with_", {**self.with_, "where": _literal_patterns(self.with_["where"])})
+
 
 @dataclass(frozen=True, slots=True)
 class Playbook:
@@ -80,15 +90,29 @@ class Playbook:
     loc: Loc | None = None
 
 
+def _is_operators(spec: Any) -> bool:
+    return isinstance(spec, dict) and bool(spec) and all(key in OPERATORS for key in spec)
+
+
 def conditions_from(when: dict[str, Any] | None) -> tuple[Condition, ...]:
     """`{path: value | {op: value, ...}}` → conditions; a mapping whose keys are all operators is operators."""
     out: list[Condition] = []
     for path, spec in (when or {}).items():
-        if isinstance(spec, dict) and spec and all(key in OPERATORS for key in spec):
+        if _is_operators(spec):
             out.extend(Condition(path, op, value) for op, value in spec.items())
         else:
             out.append(Condition(path, "eq", spec))
     return tuple(out)
+
+
+def _literal_patterns(where: Any) -> Any:
+    """A wait_for `where` whose `matches` strings are `Regex`es: compiled now, and handed on unrendered
+    by the reactor's templates, so no event ever supplies a pattern."""
+    if not isinstance(where, dict):
+        return where
+    return {path: {op: Regex(value) if op == "matches" and type(value) is str else value
+                   for op, value in spec.items()} if _is_operators(spec) else spec
+            for path, spec in where.items()}
 
 
 def _retry(raw: dict[str, Any] | None) -> Retry | None:

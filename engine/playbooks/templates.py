@@ -2,6 +2,7 @@
 
 Only lookups, never expressions or code: a template fills exactly one argv element or field value, and
 nothing is ever handed to a shell. Lint parses every template before deploy; the reactor renders them.
+A `Literal` (a `matches` pattern in a wait_for `where`) is never rendered: an event never supplies one.
 """
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ class Ref:
 
 
 Part = str | Ref
+
+
+class Literal(str):
+    """A string that is never a template: `render` hands it on exactly as written."""
+
+    __slots__ = ()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -84,8 +91,10 @@ def render(text: str, lookup: Callable[[str], Any]) -> Any:
 
     A string that is exactly one template yields the value itself (a number stays a number); inside a
     longer string, non-strings are written as JSON. Whatever `lookup` raises (KeyError for an absent
-    path, say) propagates.
+    path, say) propagates. A `Literal` comes back as it is.
     """
+    if isinstance(text, Literal):
+        return text
     parts = parse_template(text)
     if len(parts) == 1 and isinstance(parts[0], Ref):
         return lookup(parts[0].path)
