@@ -97,3 +97,35 @@ def test_outside_events_get_503_with_retry_after_above_the_high_water_mark_and_e
     assert retry_after is not None and int(retry_after) >= 1
     assert "overloaded" in body["error"]
     assert later == 202  # intake resumes by itself once the backlog is decided
+
+
+def test_a_catastrophic_backtracking_pattern_never_stalls_the_engine(tmp_path: Path):
+    _rules(tmp_path, """
+- id: backtrack
+  on: ops.text
+  when: {data.s: {matches: "(a+)+$"}}
+  steps:
+    - {id: note, action: emit, with: {type: ops.matched}}
+""")
+
+    async def body(engine, http):
+        health: list[tuple[float, int, Any]] = []
+        done = asyncio.Event()
+        watcher = asyncio.create_task(_watch_health(http, done, health))
+        await asyncio.sleep(0.2)
+        hostile = ["a" * 28 + "!", "a" * 40 + "!", "a" * 60_000 + "!"]  # Python's re: 13 s, days, forever
+        async with http.post("/api/events", json=[{"type": "ops.text", "data": {"s": s}} for s in hostile]) as posted:
+            assert posted.status == 202
+        async with http.post("/api/events", json={"type": "ops.text", "data": {"s": "aaa"}}) as matching:
+            cause = (await matching.json())["ids"][0]
+        await wait_for_event(engine, lambda e: e["type"] == "reactor.succeeded" and e["data"]["cause"] == cause)
+        await asyncio.sleep(0.5)
+        done.set()
+        await watcher
+        runs = [e for e in read_events(engine.events_dir, types=("reactor.started",))]
+        return health, len(runs)
+
+    health, runs = run_engine(tmp_path, body)
+    assert runs == 1  # the hostile strings end in "!": no match; "aaa" matches
+    assert len(health) >= 5 and all(status == 200 for _, status, _ in health)
+    assert max(latency for latency, _, _ in health) < 0.1  # health answered within 100 ms throughout
