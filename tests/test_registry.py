@@ -1,11 +1,16 @@
 """Hot reload of rules/, file by file: broken files are rejected and their last good version keeps running."""
 from __future__ import annotations
 
+import errno
 import gc
+import os
+import resource
+import signal
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from engine.playbooks.matcher import Matcher
 from engine.playbooks.registry import Registry
@@ -83,7 +88,7 @@ def test_broken_reload_keeps_the_last_good_version(tmp_path: Path) -> None:
     assert recorder.take() == [("playbook.loaded", "main.yaml")]
     matcher.index = registry.index
     assert matcher.match(event).decisions == ()
-    assert registry.health() == {"state": "ok", "playbooks": 1, "files": 1, "rejected": {}}
+    assert registry.health() == {"state": "ok", "playbooks": 1, "files": 1, "rejected": {}, "unreadable": {}}
 
 
 def test_unchanged_files_are_not_reloaded(tmp_path: Path) -> None:
@@ -162,3 +167,103 @@ def test_an_id_moved_to_a_file_that_sorts_earlier_loads_in_one_reload(tmp_path):
     outcome = registry.reload()
     assert set(registry.playbooks) == {"x", "y"} and not registry.health()["rejected"]
     assert str(rules / "a.yaml") in outcome.loaded
+
+
+def decided(registry: Registry, agent: str = "coder") -> list[str]:
+    event = {"id": "e", "type": "agent.down", "agent": agent}
+    return [d.playbook_id for d in Matcher(registry.index, clock=lambda: 0.0).match(event).decisions]
+
+
+def test_a_failed_listing_keeps_every_playbook_and_health_names_the_error(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of descriptors, the poll once saw an empty rules/ and unloaded everything: now nothing changes
+    until a listing succeeds, and only then is a file deleted meanwhile unloaded."""
+    registry, recorder = setup(tmp_path, a=playbook_yaml("one"), b=playbook_yaml("two", confidence=0.9))
+    recorder.take()
+    rules = registry.rules_dir
+
+    def out_of_descriptors(path: Any = ".") -> Any:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), str(path))
+
+    (rules / "b.yaml").unlink()
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "scandir", out_of_descriptors)
+        for _ in range(3):
+            assert not registry.reload().changed
+    assert sorted(registry.playbooks) == ["one", "two"] and decided(registry) == ["two"] and recorder.take() == []
+    health = registry.health()
+    assert health["state"] == "degraded" and health["playbooks"] == 2
+    assert health["unreadable"] == {str(rules): "cannot list the directory: Too many open files (EMFILE)"}
+
+    outcome = registry.reload()  # descriptors again: the deletion is real, and health recovers by itself
+    assert outcome.removed == (str(rules / "b.yaml"),) and sorted(registry.playbooks) == ["one"]
+    assert registry.health()["state"] == "ok" and registry.health()["unreadable"] == {}
+
+
+def test_really_out_of_file_descriptors(tmp_path: Path) -> None:
+    """The same with a real EMFILE: the process may open no descriptor at all during the poll."""
+    registry, recorder = setup(tmp_path, a=playbook_yaml("one"))
+    recorder.take()
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        outcome = registry.reload()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not outcome.changed and list(registry.playbooks) == ["one"] and recorder.take() == []
+    [reason] = registry.health()["unreadable"].values()
+    assert "(EMFILE)" in reason
+    assert not registry.reload().changed and registry.health()["state"] == "ok"
+
+
+def test_a_file_that_cannot_be_read_keeps_its_last_good_version(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """We run as root, whom permissions never stop: the refusal is injected where the file is opened."""
+    registry, recorder = setup(tmp_path, main=playbook_yaml("restart", agent="coder"))
+    recorder.take()
+    path = registry.rules_dir / "main.yaml"
+    path.write_text(playbook_yaml("restart", agent="analyst"))
+    real_open = os.open
+
+    def refuse(name: Any, flags: int, *args: Any) -> int:
+        if os.fspath(name) == str(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(name))
+        return real_open(name, flags, *args)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "open", refuse)
+        assert not registry.reload().changed
+    assert decided(registry, "coder") == ["restart"] and recorder.take() == []
+    assert registry.health()["unreadable"] == {str(path): "cannot read: Permission denied (EACCES)"}
+    assert registry.health()["state"] == "degraded"
+
+    assert registry.reload().loaded == (str(path),)  # readable again: the new version loads
+    assert decided(registry, "analyst") == ["restart"] and registry.health()["state"] == "ok"
+
+
+def test_a_missing_rules_dir_is_a_health_reason_not_silence(tmp_path: Path) -> None:
+    """At start the engine runs with no playbook and says why; the directory is picked up once it appears."""
+    rules = tmp_path / "rules"
+    registry = Registry(rules)
+    assert not registry.reload().changed
+    health = registry.health()
+    assert health["state"] == "degraded" and health["playbooks"] == 0
+    assert health["unreadable"] == {str(rules): "cannot list the directory: No such file or directory (ENOENT)"}
+    rules.mkdir()
+    (rules / "a.yaml").write_text(playbook_yaml("one"))
+    assert registry.reload().loaded and registry.health()["state"] == "ok"
+
+
+def test_a_fifo_among_the_rules_does_not_stall_the_reload(tmp_path: Path) -> None:
+    registry, _ = setup(tmp_path, a=playbook_yaml("one"))
+    os.mkfifo(registry.rules_dir / "pipe.yaml")
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("reading a FIFO blocked the reload"))
+    signal.alarm(20)
+    try:
+        registry.reload()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert list(registry.playbooks) == ["one"] and registry.health()["state"] == "ok"

@@ -125,7 +125,12 @@ def _expand_paths(paths: list[str | Path]) -> tuple[list[str], list[LintDiagnost
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = rule_files(path)
+            try:
+                found = rule_files(path)
+            except OSError as exc:
+                problems.append(LintDiagnostic(Loc(str(exc.filename or path), 1, 1),
+                                               f"cannot list this directory: {exc.strerror or exc}", code="file"))
+                continue
             if not found:
                 problems.append(LintDiagnostic(Loc(str(path), 1, 1), "no *.yaml or *.yml files here", "warning",
                                                "no-files"))
@@ -138,13 +143,24 @@ def _expand_paths(paths: list[str | Path]) -> tuple[list[str], list[LintDiagnost
     return list(dict.fromkeys(files)), problems
 
 
-def rule_files(root: Path) -> list[str]:
-    """The YAML files under `root`, sorted; hidden files and directories (editor backups, .git) are skipped."""
-    found = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [name for name in dirs if not name.startswith(".")]
-        found.extend(os.path.join(folder, name) for name in names
-                     if name.endswith(SUFFIXES) and not name.startswith("."))
+def rule_files(root: str | Path) -> list[str]:
+    """The YAML files under `root`, sorted. Hidden files and directories (editor backups, .git) are skipped,
+    so are symlinked directories and anything but a regular file (a FIFO would block its reader).
+
+    OSError (missing, EACCES, EMFILE...) when any directory cannot be listed: a partial listing would
+    look like deleted files.
+    """
+    found: list[str] = []
+    folders = [os.fspath(root)]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                elif entry.name.endswith(SUFFIXES) and entry.is_file():
+                    found.append(entry.path)
     return sorted(found)
 
 
