@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.playbooks.compiler import Index
-from engine.playbooks.matcher import Match, Matcher
+from engine.playbooks.matcher import MAX_KEYS, MAX_MATCH_TIMES, Match, Matcher, key_text
 from engine.playbooks.model import Playbook, playbook_from
 from engine.admission.priorities import decision_priority, event_priority, rank
 
@@ -170,3 +170,51 @@ def test_state_of_passed_windows_is_dropped() -> None:
     clock.now += 120
     matcher.match(down(n=-1))
     assert matcher.tracked == 1
+
+
+def keyed(i: int | str) -> dict[str, Any]:
+    return down(event_id=f"e{i}", k=i)
+
+
+def test_per_key_state_is_capped_under_50000_unique_keys() -> None:
+    """A flood of unique throttle-key values once grew the matcher from 53 to 889 MB; now each playbook
+    holds at most MAX_KEYS per map, counts what the cap pushed out, and the keys that remain behave."""
+    clock = Clock()
+    key = {"key": ["data.k"]}
+    matcher = Matcher(Index([pb("patient", sustained={"count": 2, "within": "1h"}, throttle={"within": "1h", **key}),
+                             pb("once", exclusive=False, throttle={"within": "1h", **key})]), clock)
+    for i in range(50_000):
+        clock.now += 0.001
+        assert ran(matcher.match(keyed(i))) == ["once"]
+    assert MAX_KEYS == 10_000 and matcher.tracked == 2 * MAX_KEYS
+    assert matcher.evictions == {"sustained": 40_000, "throttle": 40_000}
+
+    kept = matcher.match(keyed(49_999))  # its second match: sustained reached; `once` is still throttled
+    assert ran(kept) == ["patient"] and reasons(kept) == {"once": "throttled"}
+    assert ran(matcher.match(keyed(49_999))) == []  # patient's throttle window started now
+    evicted = matcher.match(keyed(0))  # its first match was evicted: it counts from one again, and the
+    assert reasons(evicted) == {"patient": "sustained 1/2"}  # evicted throttle lets it fire once more
+    assert ran(evicted) == ["once"]
+
+
+def test_windows_that_have_passed_make_room_before_any_live_one_is_evicted() -> None:
+    clock = Clock()
+    matcher = Matcher(Index([pb("once", throttle={"within": "10s", "key": ["data.k"]})]), clock)
+    for i in range(MAX_KEYS):
+        assert ran(matcher.match(keyed(i))) == ["once"]
+    clock.now += 20  # every window has passed, and the minute's sweep is not due: the cap makes room
+    for i in range(MAX_KEYS, 2 * MAX_KEYS):
+        assert ran(matcher.match(keyed(i))) == ["once"]
+    assert matcher.evictions["throttle"] == 0 and matcher.tracked == MAX_KEYS
+    assert reasons(matcher.match(keyed(2 * MAX_KEYS - 1))) == {"once": "throttled"}
+
+
+def test_a_large_count_holds_fewer_keys_and_long_key_values_are_hashed() -> None:
+    clock = Clock()
+    matcher = Matcher(Index([pb("many", sustained={"count": 1000, "within": "1h"}, throttle={
+        "within": "1h", "key": ["data.k"]})]), clock)
+    big = "x" * 60_000
+    for i in range(500):
+        matcher.match(keyed(f"{big}{i}"))
+    assert matcher.tracked == MAX_MATCH_TIMES // 1000 and matcher.evictions["sustained"] == 400
+    assert len(key_text(matcher.index.playbooks["many"], keyed(big))) == 33  # "#" + 128-bit hash

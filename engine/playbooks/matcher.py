@@ -11,9 +11,19 @@ the live engine:
 - each candidate set aside gets a reason: `disabled`, `sustained 1/2`, `throttled`,
   `lower confidence than <id>`.
 Windows: a match `within` seconds old still counts; a playbook fired `within` seconds ago may fire again.
+
+State is bounded (`windows.py`): per playbook at most MAX_KEYS throttle-key values in each map, and at
+most MAX_MATCH_TIMES sustained match times (so fewer keys for a large `count`); key values longer than
+KEY_TEXT_MAX characters are kept as a hash. Expired windows go first; live ones evicted by the cap are
+counted in `evictions` (by map: `sustained`, `throttle`). An evicted sustained window only delays a fire
+(its key counts again from zero). An evicted throttle lets that key fire once more within its window when
+it returns, which takes more than MAX_KEYS other keys of the same playbook firing within that window: a
+flood that has already fired MAX_KEYS runs, which the dispatcher's guards (budget, breaker) and the
+scheduler's coalescing bound, and which `evictions` shows.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import deque
@@ -25,10 +35,14 @@ import orjson
 
 from engine.playbooks.compiler import Index
 from engine.playbooks.conditions import MISSING, lookup, split_path
-from engine.playbooks.model import Playbook
+from engine.playbooks.model import Playbook, Sustained, Throttle
+from engine.playbooks.windows import Windows
 from engine.admission.priorities import decision_priority
 
 SWEEP_EVERY_S = 60.0  # how often state whose windows have passed is dropped
+MAX_KEYS = 10_000  # throttle-key values per playbook, in each map (≈ 12 MB of sustained windows at most)
+MAX_MATCH_TIMES = 100_000  # sustained match times held per playbook: count × keys
+KEY_TEXT_MAX = 256  # a longer key value is kept as its hash (values come from events, up to 64 KB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +93,25 @@ def key_text(playbook: Playbook, event: dict[str, Any]) -> str:
     values = [lookup(event, split_path(path)) for path in playbook.throttle.key]
     values = [None if value is MISSING else value for value in values]
     try:
-        return orjson.dumps(values, option=orjson.OPT_SORT_KEYS).decode()
+        text = orjson.dumps(values, option=orjson.OPT_SORT_KEYS).decode()
     except TypeError:  # text orjson refuses (lone surrogates) or a value JSON does not have
-        return json.dumps(values, sort_keys=True, default=repr)
+        text = json.dumps(values, sort_keys=True, default=repr)
+    if len(text) > KEY_TEXT_MAX:
+        return "#" + hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return text
+
+
+def sustained_cap(sustained: Sustained) -> int:
+    """Keys a playbook's sustained windows may hold: MAX_KEYS, fewer when each holds many match times."""
+    return min(MAX_KEYS, max(1, MAX_MATCH_TIMES // sustained.count))
+
+
+def _lapsed_matches(sustained: Sustained, now: float) -> Callable[[deque[float]], bool]:
+    return lambda seen: now - seen[-1] > sustained.within_s
+
+
+def _lapsed_fire(throttle: Throttle, now: float) -> Callable[[float], bool]:
+    return lambda last: now - last >= throttle.within_s
 
 
 def _best_first(candidate: tuple[Playbook, str]) -> tuple[float, str]:
@@ -94,8 +124,9 @@ class Matcher:
     def __init__(self, index: Index, clock: Callable[[], float] = time.time) -> None:
         self._index = index
         self._clock = clock
-        self._seen: dict[tuple[str, str], deque[float]] = {}  # sustained: recent match times
-        self._fired: dict[tuple[str, str], float] = {}  # throttle: last time fired
+        self._seen: dict[str, Windows[deque[float]]] = {}  # sustained, per playbook id: recent match times
+        self._fired: dict[str, Windows[float]] = {}  # throttle, per playbook id: last time fired
+        self.evictions: dict[str, int] = {"sustained": 0, "throttle": 0}  # live windows the caps pushed out
         self._next_sweep = float("-inf")
 
     @property
@@ -111,7 +142,7 @@ class Matcher:
     @property
     def tracked(self) -> int:
         """Sustained and throttle windows held (per playbook and key value): a gauge for /metrics."""
-        return len(self._seen) + len(self._fired)
+        return sum(map(len, self._seen.values())) + sum(map(len, self._fired.values()))
 
     def match(self, event: dict[str, Any], now: float | None = None) -> Match:
         """Decisions for `event` at `now` (default: the clock)."""
@@ -144,43 +175,60 @@ class Matcher:
         """Why `playbook` cannot run now (after counting this match toward `sustained`), or None."""
         if not playbook.enabled:
             return "disabled"
-        slot = (playbook.id, key)
-        if playbook.sustained is not None:
-            count, within = playbook.sustained.count, playbook.sustained.within_s
-            seen = self._seen.get(slot)
-            if seen is None or seen.maxlen != count:
-                seen = self._seen[slot] = deque(seen or (), maxlen=count)
+        sustained, throttle = playbook.sustained, playbook.throttle
+        if sustained is not None:
+            windows = self._seen.get(playbook.id)
+            if windows is None:
+                windows = self._seen[playbook.id] = Windows(sustained_cap(sustained))
+            seen = windows.get(key)
+            if seen is None or seen.maxlen != sustained.count:
+                seen = deque(seen or (), maxlen=sustained.count)
             seen.append(now)
-            while now - seen[0] > within:
+            while now - seen[0] > sustained.within_s:
                 seen.popleft()
-            if len(seen) < count:
-                return f"sustained {len(seen)}/{count}"
-        if playbook.throttle is not None:
-            last = self._fired.get(slot)
-            if last is not None and now - last < playbook.throttle.within_s:
+            self.evictions["sustained"] += windows.put(key, seen, _lapsed_matches(sustained, now))
+            if len(seen) < sustained.count:
+                return f"sustained {len(seen)}/{sustained.count}"
+        if throttle is not None:
+            fired = self._fired.get(playbook.id)
+            last = fired.get(key) if fired is not None else None
+            if last is not None and now - last < throttle.within_s:
                 return "throttled"
         return None
 
     def _fire(self, playbook: Playbook, key: str, event: dict[str, Any], now: float) -> Decision:
-        slot = (playbook.id, key)
-        self._seen.pop(slot, None)
+        windows = self._seen.get(playbook.id)
+        if windows is not None:
+            windows.pop(key)
         if playbook.throttle is not None:
-            self._fired[slot] = now
+            fired = self._fired.get(playbook.id)
+            if fired is None:
+                fired = self._fired[playbook.id] = Windows(MAX_KEYS)
+            self.evictions["throttle"] += fired.put(key, now, _lapsed_fire(playbook.throttle, now))
         return Decision(playbook.id, decision_priority(playbook.priority, event), playbook.confidence,
-                        playbook.exclusive, event.get("id"), slot, playbook)
+                        playbook.exclusive, event.get("id"), (playbook.id, key), playbook)
 
     def _sweep(self, now: float | None) -> None:
-        """Drop state of playbooks gone from the index and, given `now`, of windows that have passed."""
+        """Drop state of playbooks gone from the index (or that no longer keep it) and, given `now`, the
+        windows that have passed; a playbook whose `count` changed gets its new cap."""
         playbooks = self._index.playbooks
-        for slot, seen in list(self._seen.items()):
-            playbook = playbooks.get(slot[0])
-            if playbook is None or playbook.sustained is None or (
-                    now is not None and now - seen[-1] > playbook.sustained.within_s):
-                del self._seen[slot]
-        for slot, last in list(self._fired.items()):
-            playbook = playbooks.get(slot[0])
-            if playbook is None or playbook.throttle is None or (
-                    now is not None and now - last >= playbook.throttle.within_s):
-                del self._fired[slot]
+        for pid, seen in list(self._seen.items()):
+            sustained = getattr(playbooks.get(pid), "sustained", None)
+            if sustained is None:
+                del self._seen[pid]
+            elif now is not None:
+                seen.expire(_lapsed_matches(sustained, now))
+                if not len(seen):
+                    del self._seen[pid]
+            elif seen.cap != sustained_cap(sustained):
+                self.evictions["sustained"] += seen.resize(sustained_cap(sustained), lambda _: False)
+        for pid, fired in list(self._fired.items()):
+            throttle = getattr(playbooks.get(pid), "throttle", None)
+            if throttle is None:
+                del self._fired[pid]
+            elif now is not None:
+                fired.expire(_lapsed_fire(throttle, now))
+                if not len(fired):
+                    del self._fired[pid]
         if now is not None:
             self._next_sweep = now + SWEEP_EVERY_S
