@@ -123,3 +123,19 @@ def test_a_run_that_crashed_after_a_step_failed_is_rolled_back_not_resumed(data_
     assert RunStore(data_dir).get(RUN_ID).status == "rolled_back"
     assert "reactor.succeeded" not in h.types() and "step bad had failed" in h.events[0]["data"]["reason"]
     assert target.read_text() == "put back\n"
+
+
+def test_a_run_too_damaged_to_recover_is_closed_and_the_others_still_recover(data_dir: Path):
+    raw = {"id": "tx", "steps": [{"id": "a", "action": "shell", "with": {"argv": ["true"]}}]}
+    damaged, healthy = RUN_ID, "01RUN0000000000000000000002"
+    for run_id in (damaged, healthy):
+        run_dir = data_dir / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        (run_dir / "journal.jsonl").write_text(json.dumps(
+            {"t": "start", "playbook": "tx", "event": EVENT, "priority": "P2", "key": ["tx", "[]"]}) + "\n")
+    (data_dir / "runs" / damaged / "record.json").write_text("{not json")  # a damaged record
+    h = Harness(data_dir, [pb(raw)])
+    jobs = asyncio.run(h.reactor.recover())  # does not raise: the engine still starts
+    assert [job.run_id for job in jobs] == [healthy]
+    assert journal(data_dir)[-1]["t"] == "end"  # closed: the next start does not trip on it again
+    assert [job.run_id for job in asyncio.run(Harness(data_dir, [pb(raw)]).reactor.recover())] == [healthy]

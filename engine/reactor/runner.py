@@ -134,7 +134,7 @@ class _Run:
             task = asyncio.ensure_future(self.journal.awrite("pid", step=step.id, attempt=attempt, pid=pid,
                                                              marker=marker))
             self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            task.add_done_callback(self._tracked)
 
         async def wait_for(type_: str, where: dict[str, Any], within_s: float) -> dict[str, Any] | None:
             return await deps.wait_for(type_, where, within_s, started)
@@ -168,6 +168,11 @@ class _Run:
         self.results[step.id] = result
         await self.save()  # readable progress: `aios-engine runs ID` while it runs
         return result
+
+    def _tracked(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("journal pid line of run %s not written", self.job.run_id, exc_info=task.exception())
 
     async def settle(self) -> None:
         """Wait for journal lines still being written in the background (before the journal closes)."""
@@ -262,13 +267,20 @@ class Reactor:
             resumed.prime(run)
             await run.emit("reactor.resumed", {"steps": sorted(resumed.resume)})
             return await self._execute(run, resumed.done, resumed.resume)
-        except Exception as exc:  # the store refused an outcome event, say: record it, count it, go on
+        except Exception as exc:  # the store refused an outcome event, say: close the run as far as possible
             log.exception("run %s of %s stopped unexpectedly", job.run_id, job.playbook.id)
+            run.record.status = "failed"
             run.record.error = f"engine error: {type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):
+                await run.roll_back("failure")
+            with contextlib.suppress(Exception):
                 await run.save()
-            await self._outcome(job, "failed")
-            return "failed"
+            with contextlib.suppress(Exception):
+                await journal.awrite("end", status=run.record.status)
+            # Not counted by the breaker ("error" is not a failed fix): a full disk must not switch off the
+            # very playbook that frees it.
+            await self._outcome(job, "error")
+            return run.record.status
         finally:
             await run.settle()
             journal.close()
@@ -330,14 +342,14 @@ class Reactor:
         await run.roll_back("cancelled" if status == "cancelled" else "failure")
         return await self._end(run, run.record.status)
 
-    async def _end(self, run: _Run, status: str) -> str:
+    async def _end(self, run: _Run, status: str, counted: bool = True) -> str:
         if run.snapshot is not None:  # the files as the run left them (restored, if it failed)
             await asyncio.to_thread(run.snapshot.seal)
         run.record.status = status
         run.record.finished = format_ts(self.deps.clock())
         await run.save()
         await run.journal.awrite("end", status=status)
-        await self._outcome(run.job, status)
+        await self._outcome(run.job, status if counted else "error")
         log.log(logging.INFO if status == "succeeded" else logging.WARNING, "run %s", status,
                 extra={"run_id": run.job.run_id, "playbook": run.pb.id, "cause": run.job.event.get("id"),
                        "agent": run.job.event.get("agent"), "status": status, "error": run.record.error})
@@ -359,10 +371,28 @@ class Reactor:
         start-up does not depend on pending runs."""
         jobs = []
         for state in list(unfinished(self.runs_dir)):
-            job = await self._recover_one(state)
+            try:
+                job = await self._recover_one(state)
+            except Exception as exc:  # one damaged run must not keep the engine from starting, ever
+                log.exception("crash recovery of run %s failed; closing it as failed", state.run_id)
+                await asyncio.to_thread(self._close_damaged, state.run_id, f"{type(exc).__name__}: {exc}")
+                continue
             if job is not None:
                 jobs.append(job)
         return jobs
+
+    def _close_damaged(self, run_id: str, why: str) -> None:
+        """End the journal (so the next start does not try again) and mark the record, as far as possible."""
+        with contextlib.suppress(Exception):
+            journal = Journal(self.runs_dir / run_id / "journal.jsonl")
+            journal.write("end", status="failed", error=f"crash_recovery failed: {why}")
+            journal.close()
+        with contextlib.suppress(Exception):
+            record = self.store.get(run_id)
+            record.status = "failed"
+            record.error = f"crash_recovery failed: {why}"
+            record.finished = format_ts(self.deps.clock())
+            self.store.save(record)
 
     async def _recover_one(self, state: JournalState) -> Job | None:
         start = state.start
@@ -395,7 +425,7 @@ class Reactor:
             run.record.error = f"crash_recovery: {why}"
             await run.emit("reactor.failed", {"reason": f"crash_recovery: {why}"}, "error")
             await run.roll_back("crash_recovery")
-            return await self._end(run, run.record.status)
+            return await self._end(run, run.record.status, counted=False)  # the engine died, not the fix
         finally:
             await run.settle()
             journal.close()

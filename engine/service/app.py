@@ -164,7 +164,10 @@ class Engine:
         log.info("engine started", extra={"url": self.url, "data_dir": str(self.data_dir),
                                           "rules_dir": str(self.rules_dir), "resuming": len(resumable)})
         for job in resumable:
-            await self._admit_recovered(job)
+            try:
+                await self._admit_recovered(job)
+            except Exception:  # one damaged run must not stop the others or the engine
+                log.exception("recovered run %s could not be offered again", job.run_id)
 
     async def _admit_recovered(self, job: Job) -> None:
         """A run that was waiting for a retry when the engine died: guards and scheduler decide again."""
