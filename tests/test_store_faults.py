@@ -179,3 +179,33 @@ def test_a_disk_too_full_for_the_reserve_at_open_starts_refusing_outside_events(
             assert writer.append(_events(1, "engine-"), external=False).stored == [True]
             with pytest.raises(StoreWriteError):
                 writer.append(_events(1, "outside-"))
+
+
+def test_the_writer_thread_survives_a_commit_that_fails_unexpectedly(tmp_path, monkeypatch):
+    """A bug or an odd OSError in one commit refuses that batch; the next append is served (never a hang)."""
+    import concurrent.futures
+
+    from engine.store.writer import EventWriter, StoreWriteError
+
+    with EventWriter(tmp_path / "data", reserve_mb=0) as writer:
+        real = writer._commit_durably
+        calls = {"n": 0}
+
+        def flaky(batch):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("unexpected")
+            return real(batch)
+
+        monkeypatch.setattr(writer, "_commit_durably", flaky)
+        first = writer.submit([{"id": "01A", "ts": "2026-12-02T00:00:00Z", "type": "a.b", "data": {}}])
+        try:
+            first.result(timeout=5)
+            raise AssertionError("the failing commit was acknowledged")
+        except StoreWriteError:
+            pass
+        second = writer.submit([{"id": "01B", "ts": "2026-12-02T00:00:00Z", "type": "a.b", "data": {}}])
+        try:
+            assert second.result(timeout=5).stored == [True]
+        except concurrent.futures.TimeoutError:
+            raise AssertionError("the writer thread died: the next append hangs") from None

@@ -235,9 +235,21 @@ class EventWriter:
                 if more is not _POLL:  # a commit looks at the space anyway
                     batch.append(more)
                     count += len(more.events)
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except Exception as exc:  # the thread must outlive any one batch, or every later append hangs
+                self._refuse(batch, exc)
             if stop:
                 return
+
+    def _refuse(self, batch: list[_Request], exc: Exception) -> None:
+        """Fail a batch the commit could not handle (a bug, an unexpected OSError): logged once, counted."""
+        log.exception("event store commit failed unexpectedly; the batch is refused")
+        self.stats.failed_commits += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        error = StoreWriteError(getattr(exc, "errno", None) or errno.EIO, f"event store write failed: {exc}")
+        for request in batch:
+            _settle(request.future, error=error)
 
     def _poll(self) -> None:
         try:
@@ -250,7 +262,10 @@ class EventWriter:
     def _commit(self, batch: list[_Request], retry: bool = True) -> None:
         """Commit `batch`; outside requests are refused first while short of space (or the backlog is full).
         The first ENOSPC gives up the reserve and commits the engine's own requests again in its space."""
-        self.space.check()
+        try:
+            self.space.check()
+        except OSError:  # re-creating the reserve failed (EIO, a read-only remount): commit all the same
+            log.exception("re-allocating the store reserve failed")
         if self.space.short or len(self._backlog) >= BACKLOG_MAX:
             batch = self._refuse_outside(batch)
             if not batch:
