@@ -104,7 +104,7 @@ def test_thousands_of_groups_cost_nothing_per_group():
     code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
             "from engine.playbooks.regex import Regex; r = Regex('(' * 4000 + 'a+' + ')' * 4000); "
             "print(r.error, r.search('a' * 20_000 + '!'), r.search('b' * 20_000))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert done.stdout.split() == ["None", "True", "False"], done.stderr[-2000:]
 
 

@@ -21,7 +21,7 @@ V = TypeVar("V")
 class Windows(Generic[V]):
     """At most `cap` keys; `expired(value)` tells a lapsed window from a live one."""
 
-    __slots__ = ("cap", "_items")
+    __slots__ = ("_items", "cap")
 
     def __init__(self, cap: int) -> None:
         self.cap = max(1, cap)
