@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +32,7 @@ class Subscription:
     _match: re.Pattern[str]
     dropped: int = 0
     closed: bool = False
+    every: bool = False  # subscribed to "*": no type to match
 
     def matches(self, event_type: str) -> bool:
         return self._match.match(event_type) is not None
@@ -60,7 +62,8 @@ class Bus:
             raise ValueError("a drop_oldest subscription needs a bounded queue (maxsize >= 1)")
         globs = (patterns,) if isinstance(patterns, str) else tuple(patterns)
         regex = type_pattern(globs)
-        sub = Subscription(name, globs, asyncio.Queue(maxsize if policy == "drop_oldest" else 0), policy, regex)
+        sub = Subscription(name, globs, asyncio.Queue(maxsize if policy == "drop_oldest" else 0), policy, regex,
+                           every="*" in globs)
         self._subs.append(sub)
         return sub
 
@@ -71,17 +74,20 @@ class Bus:
 
     async def publish(self, event: dict[str, Any]) -> None:
         """Deliver to every matching subscriber. Never waits (a coroutine only so callers stay uniform)."""
-        self.published += 1
-        event_type = event["type"]
-        for sub in self._subs:
-            if not sub.matches(event_type):
-                continue
-            if sub.policy == "drop_oldest":
-                if sub.queue.full():
+        self.deliver((event,))
+
+    def deliver(self, events: Iterable[dict[str, Any]]) -> None:
+        """Deliver stored events, in order, to every matching subscriber: intake hands over a whole batch
+        in one call. Never waits."""
+        for event in events:
+            self.published += 1
+            event_type = event["type"]
+            for sub in self._subs:
+                if not (sub.every or sub.matches(event_type)):
+                    continue
+                if sub.policy == "drop_oldest" and sub.queue.full():
                     sub.queue.get_nowait()
                     sub.dropped += 1
-                sub.queue.put_nowait(event)
-            else:
                 sub.queue.put_nowait(event)
 
     def depth(self) -> dict[str, int]:

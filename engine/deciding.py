@@ -20,7 +20,11 @@ from engine.playbooks.matcher import Decision, Matcher
 log = logging.getLogger("aios.decider")
 Observer = Callable[[dict[str, Any]], None]
 Dispatch = Callable[[Decision, dict[str, Any]], Awaitable[Any]]
-YIELD_EVERY = 64  # `queue.get()` on a non-empty queue does not yield to other tasks; this loop does, this often
+# `queue.get()` on a non-empty queue does not yield to other tasks, so a backlog is decided in slices of
+# this long: the API and health keep answering. A slice is time, not a count of events: each request
+# handler's turn takes in a whole batch (100 events in a few ms), and a loop that gave up after a fixed
+# few events per turn fell behind intake it could easily keep up with, refusing outside events for no cause.
+SLICE_S = 0.005
 
 
 class Decider:
@@ -56,9 +60,15 @@ class Decider:
 
     async def run(self) -> None:
         """Decide events until cancelled; then wait for dispatches in flight (their decisions are announced)."""
+        queue = self.subscription.queue
+        slice_ends = time.perf_counter() + SLICE_S
         try:
             while True:
-                event = await self.subscription.get()
+                if queue.empty():  # about to wait: a new slice starts when the next event arrives
+                    event = await queue.get()
+                    slice_ends = time.perf_counter() + SLICE_S
+                else:
+                    event = queue.get_nowait()
                 self._busy = True
                 try:
                     await self._decide(event)
@@ -66,8 +76,9 @@ class Decider:
                     self._busy = False
                     self.progress_at = self._monotonic()
                     self.decided += 1
-                if self.decided % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)  # a backlog is decided in slices: the API and health keep answering
+                if time.perf_counter() >= slice_ends:
+                    await asyncio.sleep(0)
+                    slice_ends = time.perf_counter() + SLICE_S
         finally:
             if self._in_flight:
                 await asyncio.gather(*list(self._in_flight), return_exceptions=True)

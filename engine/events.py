@@ -31,6 +31,7 @@ MAX_EVENT_BYTES = MAX_DATA_BYTES + 16 * 1024  # whole serialized event: data plu
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
 RESERVED_PREFIXES = ("scheduler.", "reactor.", "score.", "playbook.", "problem.")
 FIELD_ORDER = ("id", "ts", "type", "source", "agent", "host", "severity", "data", "chain")
+_FIELDS = frozenset(FIELD_ORDER)
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits → 2 characters
@@ -57,8 +58,9 @@ class EventError(ValueError):
 class IdGenerator:
     """ULIDs (48-bit ms time + 80 random bits, Crockford base32), strictly increasing within a process.
 
-    Within one millisecond, or if the clock steps back, the previous id's random part is incremented,
-    so ids sort in the order they were made.
+    The first id of a millisecond has fresh random bits; the next ones in that millisecond (or after the
+    clock steps back) are the previous id plus one, ULID's monotonic mode: ids sort in the order they
+    were made, and a batch's ids cost little more than their last four characters.
     """
 
     def __init__(self, clock: Clock = time.time, randbits: Callable[[], int] | None = None) -> None:
@@ -66,20 +68,21 @@ class IdGenerator:
         # Uniqueness needs unpredictable seeds, not a cryptographic stream: seed a fast PRNG from urandom.
         self._randbits = randbits or functools.partial(random.Random(os.urandom(16)).getrandbits, 80)
         self._last = 0
-        self._prefix_ms = -1
-        self._prefix = ""
+        self._head = ""  # the last id but its final four characters (its low 20 bits)
 
     def __call__(self) -> str:
-        value = (int(self._clock() * 1000) << 80) | self._randbits()
-        if value <= self._last:
-            value = self._last + 1
-        self._last = value
-        millis = value >> 80
-        if millis != self._prefix_ms:  # the 10 time characters change once per millisecond
-            self._prefix_ms = millis
-            self._prefix = "".join([_PAIRS[(millis >> shift) & 1023] for shift in (40, 30, 20, 10, 0)])
+        millis = int(self._clock() * 1000)
         pairs = _PAIRS
-        return self._prefix + "".join([pairs[(value >> shift) & 1023] for shift in (70, 60, 50, 40, 30, 20, 10, 0)])
+        if millis <= self._last >> 80:
+            value = self._last + 1
+            self._last = value
+            if value & 0xFFFFF:  # no carry out of the low 20 bits: only the last four characters change
+                return self._head + pairs[(value >> 10) & 1023] + pairs[value & 1023]
+        else:
+            value = self._last = (millis << 80) | self._randbits()
+        text = "".join([pairs[(value >> shift) & 1023] for shift in range(120, -10, -10)])  # 26 characters
+        self._head = text[:22]
+        return text
 
 
 @functools.lru_cache(maxsize=4)
@@ -129,6 +132,27 @@ def parse_ts(text: str) -> datetime:
         raise ValueError(f"no such time: {exc}") from None
 
 
+def _check_limits(data: dict[str, Any] | list[Any]) -> None:
+    """EventError unless `data` is JSON-serializable, at most MAX_DATA_DEPTH deep and MAX_DATA_BYTES long.
+
+    Depth is walked only when the serialized form has more opening brackets than the limit: fewer
+    brackets (strings may hold some, which only overcounts) cannot nest deeper, and that is the common case.
+    """
+    try:
+        serialized = orjson.dumps(data)
+    except (TypeError, orjson.JSONEncodeError) as exc:  # orjson refuses nesting past 254: name the place
+        deep = _depth_error(data)
+        if deep is not None:
+            raise EventError(f"data is nested deeper than {MAX_DATA_DEPTH} levels", deep) from None
+        raise EventError(f"data is not JSON-serializable: {exc}", "/data") from None
+    if serialized.count(b"{") + serialized.count(b"[") > MAX_DATA_DEPTH:
+        deep = _depth_error(data)
+        if deep is not None:
+            raise EventError(f"data is nested deeper than {MAX_DATA_DEPTH} levels", deep)
+    if len(serialized) > MAX_DATA_BYTES:
+        raise EventError(f"data is {len(serialized)} bytes serialized; the limit is {MAX_DATA_BYTES}", "/data")
+
+
 def _depth_error(data: Any) -> str | None:
     """Pointer of the first container nested deeper than MAX_DATA_DEPTH, level by level (no recursion)."""
     level: list[tuple[str, Any]] = [("/data", data)]
@@ -170,33 +194,34 @@ class EventValidator:
         self.new_id = ids or IdGenerator(clock)
         self._fast = fast_validator("event")
 
-    def normalize(self, raw: Any, source: str = "api", external: bool = True) -> dict[str, Any]:
+    def normalize(self, raw: Any, source: str = "api", external: bool = True,
+                  now: float | None = None) -> dict[str, Any]:
         """The stored form of `raw`. `external` events may neither use the engine's reserved types nor
-        carry `chain` (the engine sets it on the events it emits)."""
+        carry `chain` (the engine sets it on the events it emits). `now`: the batch's arrival time."""
         if not isinstance(raw, dict):
             raise EventError(f"an event must be a JSON object, not {type(raw).__name__}")
         data = raw.get("data", {})
         if isinstance(data, (dict, list)):
-            deep = _depth_error(data)
-            if deep is not None:
-                raise EventError(f"data is nested deeper than {MAX_DATA_DEPTH} levels", deep)
-            try:
-                size = len(orjson.dumps(data))
-            except (TypeError, orjson.JSONEncodeError) as exc:
-                raise EventError(f"data is not JSON-serializable: {exc}", "/data") from None
-            if size > MAX_DATA_BYTES:
-                raise EventError(f"data is {size} bytes serialized; the limit is {MAX_DATA_BYTES}", "/data")
-        now = self._clock()
-        event = dict(raw)
-        if "id" not in event:
-            event["id"] = self.new_id()
-        stamped = "ts" not in event
-        if stamped:
-            event["ts"] = format_ts(now)
-        event.setdefault("severity", "info")
-        event.setdefault("source", source)
-        event.setdefault("host", self._host)
-        event.setdefault("data", {})
+            _check_limits(data)
+        if now is None:
+            now = self._clock()
+        stamped = "ts" not in raw
+        if raw.keys() <= _FIELDS:  # built in stored order at once (stored lines read alike)
+            event = {"id": raw["id"] if "id" in raw else self.new_id(),
+                     "ts": format_ts(now) if stamped else raw["ts"]}
+            if "type" in raw:
+                event["type"] = raw["type"]
+            event["source"] = raw.get("source", source)
+            if "agent" in raw:
+                event["agent"] = raw["agent"]
+            event["host"] = raw.get("host", self._host)
+            event["severity"] = raw.get("severity", "info")
+            event["data"] = raw.get("data", {})
+            if "chain" in raw:
+                event["chain"] = raw["chain"]
+        else:  # an unknown field: the schema refuses it below, naming it
+            event = {"id": self.new_id(), "ts": format_ts(now), "severity": "info", "source": source,
+                     "host": self._host, "data": {}, **raw}
         try:
             self._fast(event)
         except fastjsonschema.JsonSchemaException:
@@ -205,7 +230,6 @@ class EventValidator:
             raise EventError(first.message if first else "invalid event", first.pointer if first else "") from None
         if not stamped:
             event["ts"] = self._checked_ts(event["ts"], now)
-        event = {key: event[key] for key in FIELD_ORDER if key in event}  # stored lines read alike
         if external and event["type"].startswith(RESERVED_PREFIXES):
             raise EventError(f"type {event['type']!r} is reserved for the engine", "/type")
         if external and "chain" in event:
@@ -240,9 +264,11 @@ class EventValidator:
     def normalize_batch(self, raws: Iterable[Any], source: str = "api", external: bool = True) -> list[dict[str, Any]]:
         """All events of a batch, or EventError (with `index`) for the first bad one: all or nothing."""
         out = []
+        now = self._clock()  # one arrival time: a batch's stamped events share their ts
+        normalize = self.normalize
         for index, raw in enumerate(raws):
             try:
-                out.append(self.normalize(raw, source, external))
+                out.append(normalize(raw, source, external, now))
             except EventError as exc:
                 raise exc.at(index) from None
         return out

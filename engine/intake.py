@@ -32,7 +32,5 @@ class Intake:
 
     async def _store_and_publish(self, events: list[dict[str, Any]], external: bool) -> AppendResult:
         result = await self.writer.append_async(events, external)
-        for event, stored in zip(events, result.stored):
-            if stored:
-                await self.bus.publish(event)
+        self.bus.deliver(event for event, stored in zip(events, result.stored) if stored)
         return result
