@@ -455,5 +455,7 @@ class Engine:
         guards = self.dispatcher
         for capped in (guards.breaker.map, guards.budget.map, guards.loop.map, guards.loop.emitted_by):
             m.evictions.labels(capped.name).set(capped.evicted)
+        for name, evicted in self.matcher.evictions.items():
+            m.evictions.labels(f"matcher_{name}").set(evicted)
         m.evictions.labels("metric_labels").set(m.label_overflow)
         return m.render()
