@@ -42,6 +42,7 @@ class Decider:
         self.decided = 0
         self.errors = 0
         self._busy = False
+        self._waiting = False
 
     @property
     def undecided(self) -> int:
@@ -54,7 +55,7 @@ class Decider:
 
     def stalled_for(self, now: float | None = None) -> float:
         """Seconds since the last decision while events wait (0 when none wait)."""
-        if not self.undecided:
+        if not self.undecided or self._waiting:  # waiting: an event just arrived and wakes it next
             return 0.0
         return max(0.0, (self._monotonic() if now is None else now) - self.progress_at)
 
@@ -65,7 +66,11 @@ class Decider:
         try:
             while True:
                 if queue.empty():  # about to wait: a new slice starts when the next event arrives
-                    event = await queue.get()
+                    self._waiting = True
+                    try:
+                        event = await queue.get()
+                    finally:
+                        self._waiting = False
                     slice_ends = time.perf_counter() + SLICE_S
                 else:
                     event = queue.get_nowait()

@@ -5,6 +5,7 @@ id stored within the window are acknowledged with their id but neither written n
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,7 @@ class Intake:
         self.validator = validator
         self.writer = writer
         self.bus = bus
+        self._appending: set[asyncio.Task[AppendResult]] = set()
 
     async def submit(self, raws: Iterable[Any], source: str = "api", external: bool = True) -> AppendResult:
         """Store and publish a batch; raises EventError (nothing stored) or StoreWriteError. `external`
@@ -31,6 +33,19 @@ class Intake:
         return event
 
     async def _store_and_publish(self, events: list[dict[str, Any]], external: bool) -> AppendResult:
+        """Stored events are published even when the caller gives up waiting (a step's timeout, shutdown):
+        the append and the publish run as one shielded task, held until it ends."""
+        task = asyncio.ensure_future(self._append_then_publish(events, external))
+        self._appending.add(task)
+        task.add_done_callback(self._appended)
+        return await asyncio.shield(task)
+
+    async def _append_then_publish(self, events: list[dict[str, Any]], external: bool) -> AppendResult:
         result = await self.writer.append_async(events, external)
         self.bus.deliver(event for event, stored in zip(events, result.stored) if stored)
         return result
+
+    def _appended(self, task: asyncio.Task[AppendResult]) -> None:
+        self._appending.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a refusal reaches the caller (or, if it left, was counted by the writer)
