@@ -12,6 +12,7 @@ import os
 import random
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta, timezone
@@ -69,8 +70,13 @@ class IdGenerator:
         self._randbits = randbits or functools.partial(random.Random(os.urandom(16)).getrandbits, 80)
         self._last = 0
         self._head = ""  # the last id but its final four characters (its low 20 bits)
+        self._lock = threading.Lock()
 
     def __call__(self) -> str:
+        with self._lock:  # large batches are validated in worker threads, beside the loop's own events
+            return self._next()
+
+    def _next(self) -> str:
         millis = int(self._clock() * 1000)
         pairs = _PAIRS
         if millis <= self._last >> 80:
