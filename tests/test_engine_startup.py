@@ -38,3 +38,26 @@ def test_the_daily_retention_runs_however_late_the_engine_gets_to_it(tmp_path: P
 
     grace = asyncio.run(scenario())
     assert grace["retention"] is None and grace["weekly_tuning"] is None
+
+
+def test_a_failing_periodic_job_is_counted_in_metrics(tmp_path: Path):
+    (tmp_path / "aios.yaml").write_text("sensors: {interval: 1h}\n")
+
+    async def scenario():
+        engine = Engine(load_config(tmp_path / "aios.yaml"), port=0)
+        await engine.start()
+        try:
+            async def broken() -> None:
+                raise RuntimeError("job bug")
+
+            engine._jobs.add_job(broken, "interval", seconds=0.05, id="broken")
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                body = engine.render_metrics()[0].decode()
+                if 'aios_background_failures_total{task="job:broken"}' in body:
+                    return True
+            return False
+        finally:
+            await engine.stop(grace_s=1)
+
+    assert asyncio.run(scenario())

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.actions import ACTIONS
@@ -223,7 +224,12 @@ class Engine:
                      misfire_grace_time=None)
         jobs.add_job(self._weekly, "cron", day_of_week="mon", hour=3, id="weekly_tuning", max_instances=1,
                      coalesce=True, misfire_grace_time=None)
+        jobs.add_listener(self._job_failed, EVENT_JOB_ERROR)
         jobs.start()
+
+    def _job_failed(self, event: JobExecutionEvent) -> None:
+        """A periodic job raised: counted like any background task (APScheduler has logged the traceback)."""
+        self.metrics.background_failures.labels(f"job:{event.job_id}").inc()
 
     async def run_forever(self) -> int:
         """Start, wait for SIGTERM/SIGINT (SIGHUP reloads the config), stop cleanly; the exit code."""
