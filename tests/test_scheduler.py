@@ -188,3 +188,22 @@ def test_displacing_a_job_with_a_waiting_follower_drops_both_and_keeps_the_bound
     depth, displaced = asyncio.run(scenario())
     assert depth == 2
     assert displaced == ["b", "a", "a-follower"]
+
+
+def test_shutdown_announces_the_runs_it_drops_and_refuses_new_ones():
+    async def scenario():
+        h = Harness(max_concurrent=1)
+        await h.offer("running", "P2", key="a")
+        await asyncio.sleep(0)
+        await h.offer("queued", "P2", key="b")
+        await h.offer("behind", "P2", key="b")
+        drain = asyncio.create_task(h.scheduler.drain(grace_s=5))
+        await asyncio.sleep(0)
+        late = await h.offer("late", "P2", key="c")
+        await h.finish("running")
+        await drain
+        return late, [(d["cause"], d["outcome"]) for d in h.decisions]
+
+    late, decisions = asyncio.run(scenario())
+    assert late == "stopping"
+    assert decisions[-3:] == [("queued", "dropped"), ("behind", "dropped"), ("late", "stopping")]

@@ -69,6 +69,7 @@ class Scheduler:
         self._idle = asyncio.Event()
         self._idle.set()
         self.paused = False
+        self.stopping = False  # set by `drain`: nothing is queued any more
         self._displaced: list[tuple[Job, str]] = []
         self._on_dropped = on_dropped
         self.progress_at = clock()  # when a run last started or ended: health tells a stalled queue by it
@@ -87,6 +88,8 @@ class Scheduler:
         job.run_id = job.run_id or self._new_id()
         job.queued_at = self._clock()
         job.seq = next(self._seq)
+        if self.stopping:
+            return "stopping", "the engine is stopping"
         state = self._keys.get(job.key)
         if state is not None:
             if state.waiting is not None:
@@ -212,10 +215,17 @@ class Scheduler:
 
         Returns the run ids that were cancelled (their runner rolls them back on cancellation).
         """
-        self.paused = True
+        self.paused = self.stopping = True
+        dropped = [job for queue in self._classes for job in queue]
+        dropped += [state.waiting for state in self._keys.values() if state.waiting is not None]
         for queue in self._classes:
             queue.clear()
         self._keys.clear()
+        for job in dropped:  # every decision says what became of it, the last ones too
+            try:
+                await self._decide(job, "dropped", "the engine is stopping")
+            except Exception:  # the store may already refuse: the log still says it
+                log.exception("run %s of %s dropped at shutdown", job.run_id, job.playbook.id)
         tasks = list(self._running.values())
         if not tasks:
             return []
