@@ -43,8 +43,7 @@ class Decider:
         self._monotonic = monotonic
         self._in_flight: set[asyncio.Task[Any]] = set()
         self.progress_at = monotonic()
-        self.decided = 0
-        self.errors = 0
+        self.errors = 0  # observers, matcher or dispatches that raised (/metrics: aios_decision_errors)
         self._busy = False
         self._waiting = False
 
@@ -84,7 +83,6 @@ class Decider:
                 finally:
                     self._busy = False
                     self.progress_at = self._monotonic()
-                    self.decided += 1
                 if time.perf_counter() >= slice_ends:
                     await asyncio.sleep(0)
                     slice_ends = time.perf_counter() + SLICE_S

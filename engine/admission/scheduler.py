@@ -68,8 +68,7 @@ class Scheduler:
         self._seq = itertools.count()
         self._idle = asyncio.Event()
         self._idle.set()
-        self.paused = False
-        self.stopping = False  # set by `drain`: nothing is queued any more
+        self.stopping = False  # set by `drain`: nothing more is queued or started
         self._displaced: list[tuple[Job, str]] = []
         self._on_dropped = on_dropped
         self.progress_at = clock()  # when a run last started or ended: health tells a stalled queue by it
@@ -148,7 +147,7 @@ class Scheduler:
 
     def stalled_for(self, now: float) -> float:
         """Seconds that runs have waited with free slots and nothing started (0: not stalled)."""
-        if self.paused or not self.depth or len(self._running) >= self.max_concurrent:
+        if self.stopping or not self.depth or len(self._running) >= self.max_concurrent:
             return 0.0
         return max(0.0, now - self.progress_at)
 
@@ -167,7 +166,7 @@ class Scheduler:
 
     def _pump(self) -> None:
         """Start queued jobs while there is room. Called whenever a job is queued or a run ends."""
-        while not self.paused and len(self._running) < self.max_concurrent:
+        while not self.stopping and len(self._running) < self.max_concurrent:
             job = self._pop_best()
             if job is None:
                 break
@@ -215,7 +214,7 @@ class Scheduler:
 
         Returns the run ids that were cancelled (their runner rolls them back on cancellation).
         """
-        self.paused = self.stopping = True
+        self.stopping = True
         dropped = [job for queue in self._classes for job in queue]
         dropped += [state.waiting for state in self._keys.values() if state.waiting is not None]
         for queue in self._classes:

@@ -56,8 +56,9 @@ story = logging.getLogger("aios.events")
 STALL_S = 10.0  # events waiting this long with nothing decided (or runs with free slots not started): stalled
 LAG_LIMIT_S = 1.0  # an event loop this late is named in health
 # Events worth a line of their own in the engine's log, so `journalctl` tells why something was or was not fixed.
-STORY_TYPES = {"agent.down": logging.WARNING, "agent.started": logging.INFO, "playbook.loaded": logging.INFO, "playbook.rejected": logging.WARNING,
-               "config.rejected": logging.WARNING, "resource.disk_full": logging.WARNING}
+STORY_TYPES = {"agent.down": logging.WARNING, "agent.started": logging.INFO, "playbook.loaded": logging.INFO,
+               "playbook.rejected": logging.WARNING, "config.rejected": logging.WARNING,
+               "resource.disk_full": logging.WARNING}
 
 
 class StartupError(Exception):
@@ -119,7 +120,7 @@ class Engine:
                            parse_duration(reactor_cfg["loop"]["window"])))
         self.reactor = Reactor(ReactorDeps(
             data_dir=self.data_dir, emit=self.dispatcher.emit_run_event, agents=self.supervisor,
-            wait_for=self.watcher.wait_for, compact=self._compact, actions=ACTIONS,
+            wait_for=self.watcher.wait_for, compact=self.compact, actions=ACTIONS,
             playbook=lambda pid: self.registry.playbooks.get(pid), clock=clock, python=sys.executable,
             snapshot_cap_bytes=reactor_cfg["snapshot_cap_mb"] << 20, on_outcome=self.dispatcher.on_outcome))
         self.runs = self.reactor.store  # one view of data/runs for the reactor and the API
@@ -324,16 +325,13 @@ class Engine:
         await self._flush_later()
         return {"loaded": list(outcome.loaded), "rejected": list(outcome.rejected), "removed": list(outcome.removed)}
 
-    async def _compact(self) -> dict[str, Any]:
-        return await self.compact(dry_run=False)
-
     async def compact(self, dry_run: bool = False) -> dict[str, Any]:
         """Retention now (the `compact` action, `POST /api/compact`, the daily job); `dry_run` only reports."""
         report = await asyncio.to_thread(self.writer.compact, datetime.now(timezone.utc), dry_run=dry_run)
         return report.as_dict()
 
     async def _retention(self) -> None:
-        await self._compact()
+        await self.compact()
         keep = self.config.raw["reactor"]["keep_runs_days"]
         await asyncio.to_thread(self.runs.prune, datetime.now(timezone.utc), keep)
 
@@ -460,6 +458,7 @@ class Engine:
             m.bus_depth.labels(name).set(depth)
         m.undecided.set(self.decider.undecided)
         m.dispatching.set(self.decider.in_flight)
+        m.decision_errors.set(self.decider.errors)
         m.loop_lag.set(self.lag.last)
         m.loop_lag_worst.set(self.lag.worst)
         guards = self.dispatcher

@@ -32,6 +32,8 @@ class Metrics:
         self.bus_depth = Gauge("aios_bus_queue_depth", "Events waiting in each bus subscriber's queue", ["subscriber"],
                                registry=r)
         self.undecided = Gauge("aios_events_undecided", "Stored events not yet through the matcher", registry=r)
+        self.decision_errors = Gauge("aios_decision_errors", "Events whose observers, match or dispatch raised, "
+                                     "since start", registry=r)
         self.dispatching = Gauge("aios_decisions_dispatching", "Decisions being handed to guards and scheduler",
                                  registry=r)
         self.loop_lag = Gauge("aios_event_loop_lag_seconds", "How late the event loop woke at the last sample",
