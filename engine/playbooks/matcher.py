@@ -33,11 +33,11 @@ from typing import Any
 
 import orjson
 
+from engine.admission.priorities import decision_priority
 from engine.playbooks.compiler import Index
 from engine.playbooks.conditions import MISSING, lookup, split_path
 from engine.playbooks.model import Playbook, Sustained, Throttle
 from engine.playbooks.windows import Windows
-from engine.admission.priorities import decision_priority
 
 SWEEP_EVERY_S = 60.0  # how often state whose windows have passed is dropped
 MAX_KEYS = 10_000  # throttle-key values per playbook, in each map (≈ 12 MB of sustained windows at most)

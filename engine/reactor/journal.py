@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from engine.store.layout import iter_lines
 from engine.osutil.files import fsync_dir
+from engine.store.layout import iter_lines
 
 
 class Journal:

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 from engine.events import format_ts, parse_ts
-from engine.reactor.snapshot import Snapshot, SnapshotError, snapshots_dir, valid_run_id
 from engine.osutil.files import atomic_write, fsync_dir
+from engine.reactor.snapshot import Snapshot, SnapshotError, snapshots_dir, valid_run_id
 
 TAIL_BYTES = 4096
 STEP_STATUSES = ("pending", "running", "ok", "failed", "timeout", "skipped", "cancelled")

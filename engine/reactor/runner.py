@@ -21,17 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.actions.process import run_mark
 from engine.actions.base import Action, ActionError, AgentControl, RunInfo, Services, StepResult
+from engine.actions.process import run_mark
+from engine.admission.scheduler import Job
 from engine.dag import run_dag
 from engine.events import format_ts
+from engine.osutil import proctree
 from engine.playbooks.model import Playbook, Retry, Step
 from engine.playbooks.templates import TemplateError, render, render_tree, resolve
-from engine.osutil import proctree
 from engine.reactor.journal import Journal, JournalState, unfinished
 from engine.reactor.records import Attempt, RollbackEntry, RunRecord, RunStore, StepRecord, tail
 from engine.reactor.snapshot import Snapshot, SnapshotError, SnapshotMissing
-from engine.admission.scheduler import Job
 
 log = logging.getLogger("aios.reactor")
 

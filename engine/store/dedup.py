@@ -13,7 +13,6 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-
 from engine.store.layout import Layout, iter_lines
 from engine.store.reader import ReadStats, parse_lines
 

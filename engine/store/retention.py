@@ -19,8 +19,8 @@ from typing import ContextManager
 
 import orjson
 
-from engine.store.layout import Layout, iter_lines
 from engine.osutil.files import atomic_write, fsync_dir
+from engine.store.layout import Layout, iter_lines
 from engine.store.reader import ReadStats, parse_lines
 
 Swap = Callable[[Sequence[Path]], ContextManager[None]]

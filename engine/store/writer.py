@@ -32,9 +32,9 @@ from typing import Any
 
 import orjson
 
+from engine.osutil.files import atomic_write, fsync_dir
 from engine.store.dedup import DedupIndex
 from engine.store.layout import Layout, iter_lines
-from engine.osutil.files import atomic_write, fsync_dir
 from engine.store.lock import DataLock
 from engine.store.retention import CompactReport, compact
 from engine.store.space import SpaceGuard, is_full
