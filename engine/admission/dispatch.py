@@ -42,10 +42,9 @@ def target_agents(playbook: Playbook, event: dict[str, Any]) -> set[str]:
     return _rendered_targets((*playbook.steps, *playbook.rollback), event)
 
 
-def touched_agents(playbook: Playbook, event: dict[str, Any]) -> set[str]:
+def touched_agents(event: dict[str, Any], targets: set[str]) -> set[str]:
     """The agents a run acts on, for the budget: the event's agent and the agents its steps target."""
-    agents = {event["agent"]} if isinstance(event.get("agent"), str) else set()
-    return agents | target_agents(playbook, event)
+    return (targets | {event["agent"]}) if isinstance(event.get("agent"), str) else set(targets)
 
 
 class Dispatcher:
@@ -72,7 +71,7 @@ class Dispatcher:
         assert self.scheduler is not None
         playbook, event = job.playbook, job.event
         targets = target_agents(playbook, event)
-        touched = touched_agents(playbook, event) if playbook.exclusive else set()
+        touched = touched_agents(event, targets) if playbook.exclusive else set()  # targets rendered once
         aside = self._check(job, targets, touched)
         if aside is not None:
             await self._set_aside(job, aside)
