@@ -6,11 +6,10 @@ only loopback names and addresses, plus the names the operator lists in `server.
 """
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-LOOPBACK_NAMES = frozenset({"localhost"})
+from engine.config import is_loopback as is_loopback_address
 
 
 def host_name(header: str) -> str | None:
@@ -31,14 +30,8 @@ def host_name(header: str) -> str | None:
 
 
 def is_loopback(name: str) -> bool:
-    """`localhost`, 127.0.0.0/8 or ::1 (a bare name, as `host_name` returns it or as `server.host` holds it)."""
-    name = name.lower().strip("[]")
-    if name in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    """`localhost`, 127.0.0.0/8 or ::1 as a Host header names it: any letter case, IPv6 in brackets."""
+    return is_loopback_address(name.lower().strip("[]"))
 
 
 @dataclass(frozen=True, slots=True)
