@@ -29,6 +29,7 @@ class SetAside:
     detail: str
     event_type: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    retry_at: float | None = None  # when the reason lapses (epoch seconds), when known: a problem waits for it
 
 
 @dataclass(slots=True)
@@ -78,9 +79,11 @@ class CircuitBreaker:
         state = self.state(key)
         if state == "open":
             until = self.map.peek(key).open_until  # type: ignore[union-attr]
-            return SetAside("circuit open", f"circuit open until {until:.0f} after {self.failures} failures")
+            return SetAside("circuit open", f"circuit open until {until:.0f} after {self.failures} failures",
+                            retry_at=until)
         if state == "probing":
-            return SetAside("circuit open", "circuit half-open: a probe run is going")
+            return SetAside("circuit open", "circuit half-open: a probe run is going",
+                            retry_at=self.map.peek(key).probe_until)  # type: ignore[union-attr]
         return None
 
     def commit(self, key: Hashable) -> None:
@@ -148,8 +151,8 @@ class Budget:
                 self._announced[agent] = now
                 return SetAside("budget", detail, "escalation.budget_exhausted",
                                 {"agent": agent, "max_runs": self.max_runs, "window_s": self.window_s,
-                                 "until": until})
-            return SetAside("budget", detail)
+                                 "until": until}, until)
+            return SetAside("budget", detail, retry_at=until)
         return None
 
     def commit(self, agents: Iterable[str]) -> None:
@@ -198,7 +201,8 @@ class LoopGuard:
         if len(hits) >= self.max_self:
             return SetAside("loop", f"re-triggered by its own results {len(hits)} times in {self.window_s:.0f}s",
                             "reactor.loop_detected", {"playbook": playbook, "cause": event.get("id"),
-                                                      "why": "self-trigger", "count": len(hits)})
+                                                      "why": "self-trigger", "count": len(hits)},
+                            hits[0] + self.window_s)
         return None
 
     def commit(self, playbook: str, event: dict[str, Any]) -> None:

@@ -131,6 +131,8 @@ class Scheduler:
                 "outcome": outcome}
         if reason:
             data["reason"] = reason
+        if job.extra.get("redecision"):
+            data["redecision"] = job.extra["redecision"]
         await self._emit("scheduler.decision", data, job)
 
     # -- starting runs ----------------------------------------------------------------------------

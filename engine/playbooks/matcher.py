@@ -61,12 +61,16 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class SetAside:
-    """A candidate that does not run for this event. `kind`: disabled, sustained, throttled, outranked."""
+    """A candidate that does not run for this event. `kind`: disabled, sustained, throttled, outranked.
+    `key` is its throttle-key text; `retry_at` (epoch seconds) when the reason lapses, when that is known."""
 
     playbook_id: str
     kind: str
     reason: str
     confidence: float
+    key: str = "[]"
+    retry_at: float | None = None
+    playbook: Playbook | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +148,18 @@ class Matcher:
         """Sustained and throttle windows held (per playbook and key value): a gauge for /metrics."""
         return sum(map(len, self._seen.values())) + sum(map(len, self._fired.values()))
 
-    def match(self, event: dict[str, Any], now: float | None = None) -> Match:
-        """Decisions for `event` at `now` (default: the clock)."""
+    def match(self, event: dict[str, Any], now: float | None = None, *, again: bool = False,
+              exclude: frozenset[str] = frozenset()) -> Match:
+        """Decisions for `event` at `now` (default: the clock).
+
+        `again`: a re-decision of an event already matched (an open problem's): it does not count toward
+        `sustained` a second time. `exclude`: playbooks to skip while another enabled exclusive candidate is
+        left (those whose runs already failed for that problem)."""
         candidates = self._index.candidates(event)
+        if exclude:
+            kept = [p for p in candidates if p.id not in exclude]
+            if any(p.exclusive and p.enabled for p in kept):
+                candidates = kept
         event_id, event_type = event.get("id"), str(event.get("type", ""))
         if not candidates:
             return Match(event_id, event_type)
@@ -156,27 +169,35 @@ class Matcher:
         ready: list[tuple[Playbook, str]] = []
         aside: list[SetAside] = []
         for playbook in candidates:
-            reason = self._hold_back(playbook, key := key_text(playbook, event), now)
+            reason, retry_at = self._hold_back(playbook, key := key_text(playbook, event), now, count=not again)
             if reason is None:
                 ready.append((playbook, key))
             else:
-                aside.append(SetAside(playbook.id, reason.split(" ", 1)[0], reason, playbook.confidence))
+                aside.append(SetAside(playbook.id, reason.split(" ", 1)[0], reason, playbook.confidence, key,
+                                      retry_at, playbook))
         exclusive = sorted((c for c in ready if c[0].exclusive), key=_best_first)
         running = exclusive[:1] + sorted((c for c in ready if not c[0].exclusive), key=lambda c: c[0].id)
         if exclusive:
             winner = exclusive[0][0].id
-            aside.extend(SetAside(p.id, "outranked", f"lower confidence than {winner}", p.confidence)
-                         for p, _ in exclusive[1:])
+            aside.extend(SetAside(p.id, "outranked", f"lower confidence than {winner}", p.confidence, key, None, p)
+                         for p, key in exclusive[1:])
         decisions = tuple(self._fire(playbook, key, event, now) for playbook, key in running)
         aside.sort(key=lambda s: (-s.confidence, s.playbook_id))
         return Match(event_id, event_type, decisions, tuple(aside))
 
-    def _hold_back(self, playbook: Playbook, key: str, now: float) -> str | None:
-        """Why `playbook` cannot run now (after counting this match toward `sustained`), or None."""
+    def _hold_back(self, playbook: Playbook, key: str, now: float, count: bool = True) -> tuple[str | None, float | None]:
+        """Why `playbook` cannot run now (after counting this match toward `sustained`, unless not `count`),
+        or None; and when that reason lapses, when known."""
         if not playbook.enabled:
-            return "disabled"
+            return "disabled", None
         sustained, throttle = playbook.sustained, playbook.throttle
-        if sustained is not None:
+        if sustained is not None and not count:
+            windows = self._seen.get(playbook.id)
+            seen = windows.get(key) if windows is not None else None
+            recent = sum(1 for at in seen or () if now - at <= sustained.within_s)
+            if recent < sustained.count:
+                return f"sustained {recent}/{sustained.count}", None
+        elif sustained is not None:
             windows = self._seen.get(playbook.id)
             if windows is None:
                 windows = self._seen[playbook.id] = Windows(sustained_cap(sustained))
@@ -188,13 +209,13 @@ class Matcher:
                 seen.popleft()
             self.evictions["sustained"] += windows.put(key, seen, _lapsed_matches(sustained, now))
             if len(seen) < sustained.count:
-                return f"sustained {len(seen)}/{sustained.count}"
+                return f"sustained {len(seen)}/{sustained.count}", None
         if throttle is not None:
             fired = self._fired.get(playbook.id)
             last = fired.get(key) if fired is not None else None
             if last is not None and now - last < throttle.within_s:
-                return "throttled"
-        return None
+                return "throttled", last + throttle.within_s
+        return None, None
 
     def _fire(self, playbook: Playbook, key: str, event: dict[str, Any], now: float) -> Decision:
         windows = self._seen.get(playbook.id)

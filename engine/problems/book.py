@@ -1,0 +1,410 @@
+"""The problem book: open faults as levels, folded from the event stream (docs/problems.md).
+
+Events are edges; a problem is the level they describe. The book folds every stored event, in order, into
+the problems it concerns: an opening event opens (or joins) its kind's problem for its key value; the
+engine's decisions and run outcomes about that problem's events (by `cause`) say whether something runs
+for it and why not; the kind's `resolved_by` sequences close it. It never calls up the chain: what it
+decides goes out through `emit` (problem.opened/resolved/escalated) and through `due()`, the re-decisions
+the engine should make now (the assembly hands them to the decider).
+
+Synchronous and cheap (dict lookups per event): it runs inside the decision loop, so it sees an opening
+event before the decisions about it. All time comes from the event's `ts` or the injected clock.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.capped import CappedMap
+from engine.events import format_ts, parse_ts
+from engine.problems.kinds import Kind, KindSet
+
+log = logging.getLogger("aios.problems")
+Emit = Callable[[str, dict[str, Any], dict[str, Any], str], None]
+
+RUN_ENDS = ("reactor.succeeded", "reactor.failed")  # every run ends with one of these (rolled_back follows failed)
+FAILED_STATUSES = ("failed", "timeout")  # a run that ended so counts as tried; cancelled/error do not
+ACCEPTED = ("queued", "waiting")
+MAX_BACKOFF_S = 300.0
+AWAIT_DECISION_S = 30.0  # a re-decision whose decision never came back is asked again after this
+RESTART_GRACE_S = 3.0  # re-decide open problems this long after a restart (recovered runs announce first)
+TIMELINE_HEAD, TIMELINE_TAIL = 20, 180
+MAX_OPEN = 2_000
+MAX_RESOLVED = 1_000
+MAX_CAUSES = 50_000
+
+
+@dataclass(slots=True)
+class Problem:
+    id: str
+    kind: str
+    key: str
+    subject: dict[str, Any]
+    opened_at: float
+    cause: dict[str, Any]  # the latest opening event: what a re-decision matches again
+    status: str = "open"
+    events: int = 1
+    progress: list[int] = field(default_factory=list)  # per resolved_by sequence: steps seen
+    active: set[str] = field(default_factory=set)  # run ids queued, waiting or running for it
+    runs: dict[str, str] = field(default_factory=dict)  # run id -> playbook:status, in start order
+    tried: set[str] = field(default_factory=set)  # playbooks whose run for it failed
+    reasons: dict[str, str] = field(default_factory=dict)  # "playbook: reason" -> detail
+    next_at: float | None = None  # when to decide it again (None: only on news)
+    why: str = ""  # why it is decided again at next_at
+    backoff_s: float = 0.0
+    asked_at: float | None = None  # a re-decision was handed out and its decision has not come back
+    escalated_at: float | None = None
+    resolved_at: float | None = None
+    heal_s: float | None = None
+    run_id: str | None = None
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    elided: int = 0
+    dirty: bool = True
+
+    def note(self, entry: dict[str, Any]) -> None:
+        """Append to the timeline: the first TIMELINE_HEAD and the last TIMELINE_TAIL entries are kept."""
+        self.timeline.append(entry)
+        if len(self.timeline) > TIMELINE_HEAD + TIMELINE_TAIL:
+            del self.timeline[TIMELINE_HEAD]
+            self.elided += 1
+        self.dirty = True
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "key": self.key, "subject": self.subject, "status": self.status,
+                "opened_at": format_ts(self.opened_at), "events": self.events,
+                "escalated_at": _ts(self.escalated_at), "resolved_at": _ts(self.resolved_at), "heal_s": self.heal_s,
+                "run_id": self.run_id, "running": sorted(self.active), "reasons": dict(self.reasons),
+                "next_decision_at": _ts(self.next_at) if self.status == "open" else None}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The whole problem, as its file and `GET /api/problems/{id}` show it."""
+        return {**self.summary(), "cause": self.cause, "progress": self.progress, "runs": self.runs,
+                "tried": sorted(self.tried), "why": self.why, "backoff_s": self.backoff_s,
+                "timeline": self.timeline, "elided": self.elided}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Problem:
+        problem = cls(raw["id"], raw["kind"], raw["key"], dict(raw["subject"]), _epoch(raw["opened_at"]),
+                      dict(raw["cause"]), status=raw["status"], events=int(raw["events"]),
+                      progress=list(raw["progress"]), runs=dict(raw["runs"]), tried=set(raw["tried"]),
+                      reasons=dict(raw["reasons"]), why=raw.get("why", ""), backoff_s=float(raw["backoff_s"]),
+                      escalated_at=_epoch(raw["escalated_at"]), resolved_at=_epoch(raw["resolved_at"]),
+                      heal_s=raw["heal_s"], run_id=raw["run_id"], timeline=list(raw["timeline"]),
+                      elided=int(raw["elided"]))
+        problem.dirty = False
+        return problem
+
+
+def _ts(epoch: float | None) -> str | None:
+    return None if epoch is None else format_ts(epoch)
+
+
+def _epoch(text: str | None) -> float | None:  # type: ignore[return]
+    return None if text is None else parse_ts(text).timestamp()
+
+
+def event_time(event: dict[str, Any], default: float) -> float:
+    try:
+        return parse_ts(event["ts"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class Redecision:
+    """Decide `problem` again: match `event` (its latest opening event), skipping `exclude` while another
+    candidate is left; `why` goes into the decision's `data.redecision`."""
+
+    problem: str
+    event: dict[str, Any]
+    why: str
+    exclude: frozenset[str]
+
+
+class Book:
+    """Open problems by (kind, key), recently resolved ones by id, and the events that belong to each."""
+
+    def __init__(self, kinds: KindSet, *, emit: Emit, new_id: Callable[[], str], clock: Callable[[], float],
+                 resync_s: float = 60.0, redecide: bool = True, max_open: int = MAX_OPEN) -> None:
+        self.kinds = kinds
+        self._emit = emit
+        self._new_id = new_id
+        self._clock = clock
+        self.resync_s = resync_s
+        self.redecide = redecide
+        self.max_open = max_open
+        self.open: dict[tuple[str, str], Problem] = {}  # capped by hand: the oldest escalated one goes first
+        self.evicted = 0
+        self.resolved: CappedMap[str, Problem] = CappedMap("problems_resolved", MAX_RESOLVED)
+        self._by_id: dict[str, tuple[str, str]] = {}
+        self._by_cause: CappedMap[str, str] = CappedMap("problem_causes", MAX_CAUSES)  # event/run id -> problem id
+        self.opened_total: dict[str, int] = {}
+        self.resolved_total: dict[tuple[str, str], int] = {}
+        self.escalated_total: dict[str, int] = {}
+        self.heal_times: list[float] = []  # drained by the metrics view
+        self._resolvers: dict[str, list[Kind]] = {}
+        self.set_kinds(kinds)
+
+    # -- lookups ------------------------------------------------------------------------------------
+    def set_kinds(self, kinds: KindSet) -> None:
+        """Reloaded kinds: open problems of a kind that is gone stay open (and still escalate)."""
+        self.kinds = kinds
+        resolvers: dict[str, list[Kind]] = {}
+        for kind in kinds.kinds.values():
+            for step_type in sorted({step.type for sequence in kind.resolved_by for step in sequence}):
+                resolvers.setdefault(step_type, []).append(kind)
+        self._resolvers = resolvers
+
+    def get(self, problem_id: str) -> Problem | None:
+        where = self._by_id.get(problem_id)
+        if where is not None:
+            return self.open.get(where)
+        return self.resolved.peek(problem_id)
+
+    def problems(self, open_only: bool = False) -> list[Problem]:
+        """Newest first."""
+        found: list[Problem | None] = list(self.open.values())
+        if not open_only:
+            found += [self.resolved.peek(k) for k in self.resolved]
+        return sorted((p for p in found if p is not None), key=lambda p: p.opened_at, reverse=True)
+
+    def _of(self, event_or_run_id: Any) -> Problem | None:
+        problem_id = self._by_cause.peek(event_or_run_id) if isinstance(event_or_run_id, str) else None
+        problem = self.get(problem_id) if problem_id else None
+        return problem if problem is not None and problem.status == "open" else None
+
+    # -- folding events -----------------------------------------------------------------------------
+    def fold(self, event: dict[str, Any]) -> None:
+        """Take one stored event into account (the decision loop calls this for every event, in order)."""
+        event_type = event.get("type")
+        if not isinstance(event_type, str) or event_type.startswith("problem."):
+            return
+        if event_type == "scheduler.decision":
+            self._decision(event)
+        elif event_type.startswith("reactor."):
+            self._run_event(event_type, event)
+        else:
+            for kind in self.kinds.opening(event):
+                self._opening(kind, event)
+            if event_type in self._resolvers:
+                self._resolving(event_type, event)
+
+    def _opening(self, kind: Kind, event: dict[str, Any]) -> None:
+        key = kind.key_of(event)
+        now = event_time(event, self._clock())
+        problem = self.open.get((kind.kind, key))
+        if problem is not None:  # joins: the latest event is what a re-decision matches
+            problem.events += 1
+            problem.cause = event
+            problem.progress = [0] * len(kind.resolved_by)
+            problem.note({"ts": event.get("ts"), "id": event.get("id"), "type": event["type"], "what": "joined"})
+        else:
+            problem = Problem(f"pr-{self._new_id()}", kind.kind, key, kind.subject(event), now, event,
+                              progress=[0] * len(kind.resolved_by), backoff_s=self.resync_s)
+            self._admit(problem)
+            problem.note({"ts": event.get("ts"), "id": event.get("id"), "type": event["type"], "what": "opened"})
+            self.opened_total[kind.kind] = self.opened_total.get(kind.kind, 0) + 1
+            log.warning("problem opened", extra={"problem": problem.id, "kind": kind.kind, "key": key,
+                                                 "cause": event.get("id")})
+            self._announce("problem.opened", problem, {}, "warning")
+        if isinstance(event.get("id"), str):
+            self._by_cause[event["id"]] = problem.id
+
+    def _admit(self, problem: Problem) -> None:
+        """Hold `problem` open; at the cap the oldest escalated problem (else the oldest) is forgotten, logged
+        and counted, so a flood of made-up subjects cannot grow memory."""
+        if len(self.open) >= self.max_open:
+            escalated = [at for at, p in self.open.items() if p.escalated_at is not None]
+            victim = escalated[0] if escalated else next(iter(self.open))
+            gone = self.open.pop(victim)
+            self._by_id.pop(gone.id, None)
+            self.evicted += 1
+            log.error("problem forgotten: too many open", extra={"problem": gone.id, "kind": gone.kind,
+                                                                 "max_open": self.max_open})
+        self.open[(problem.kind, problem.key)] = problem
+        self._by_id[problem.id] = (problem.kind, problem.key)
+
+    def _resolving(self, event_type: str, event: dict[str, Any]) -> None:
+        for kind in self._resolvers[event_type]:
+            problem = self.open.get((kind.kind, kind.key_of(event)))
+            if problem is None:
+                continue
+            for i, sequence in enumerate(kind.resolved_by):
+                if problem.progress[i] < len(sequence) and sequence[problem.progress[i]].matches(event):
+                    problem.progress[i] += 1
+                    problem.dirty = True
+                    if problem.progress[i] == len(sequence):
+                        self._resolve(problem, event)
+                        break
+
+    def _resolve(self, problem: Problem, event: dict[str, Any]) -> None:
+        now = event_time(event, self._clock())
+        problem.status = "resolved"
+        problem.resolved_at = now
+        problem.heal_s = round(max(0.0, now - problem.opened_at), 3)
+        healers = [rid for rid, what in problem.runs.items() if what.rsplit(":", 1)[1] not in FAILED_STATUSES]
+        problem.run_id = healers[-1] if healers else None
+        problem.next_at = None
+        problem.note({"ts": event.get("ts"), "id": event.get("id"), "type": event["type"], "what": "resolved",
+                      "run_id": problem.run_id})
+        self.open.pop((problem.kind, problem.key))
+        self._by_id.pop(problem.id, None)
+        self.resolved[problem.id] = problem
+        by = "run" if problem.run_id else "itself"
+        self.resolved_total[(problem.kind, by)] = self.resolved_total.get((problem.kind, by), 0) + 1
+        self.heal_times.append(problem.heal_s)
+        log.info("problem resolved", extra={"problem": problem.id, "kind": problem.kind, "heal_s": problem.heal_s,
+                                            "run_id": problem.run_id})
+        data: dict[str, Any] = {"heal_s": problem.heal_s}
+        if problem.run_id:
+            data["run_id"] = problem.run_id
+        self._announce("problem.resolved", problem, data, "info", event)
+
+    def _decision(self, event: dict[str, Any]) -> None:
+        data = event.get("data") or {}
+        problem = self._of(data.get("cause"))
+        if problem is None:
+            return
+        outcome, playbook, run_id = data.get("outcome"), data.get("playbook"), data.get("run_id")
+        entry = {"ts": event.get("ts"), "id": event.get("id"), "type": "scheduler.decision", "playbook": playbook,
+                 "outcome": outcome}
+        for name in ("reason", "detail", "run_id", "redecision", "repeats", "retry_at"):
+            if data.get(name) is not None:
+                entry[name] = data[name]
+        problem.note(entry)
+        if data.get("redecision"):
+            problem.asked_at = None
+        now = self._clock()
+        if outcome in ACCEPTED and isinstance(run_id, str):
+            problem.active.add(run_id)
+            self._by_cause[run_id] = problem.id
+            problem.next_at, problem.backoff_s = None, self.resync_s
+            return
+        if outcome in ("dropped", "displaced") and isinstance(run_id, str):
+            problem.active.discard(run_id)
+        reason = str(data.get("reason") or outcome)
+        problem.reasons[f"{playbook or 'no playbook'}: {reason}"] = str(data.get("detail") or reason)
+        if reason == "no_playbook":
+            self._escalate(problem, now)
+        self._plan(problem, now, data.get("retry_at"), f"{reason} lapsed", fresh=not data.get("redecision"))
+
+    def _plan(self, problem: Problem, now: float, retry_at: Any, why: str, fresh: bool) -> None:
+        """When to decide a set-aside problem again: when its reason lapses, else at the resync backoff."""
+        if not fresh:  # the same answer to a re-decision: ask less often
+            problem.backoff_s = min(MAX_BACKOFF_S, max(self.resync_s, problem.backoff_s * 2))
+        at, reason_why = now + problem.backoff_s, "resync"
+        if isinstance(retry_at, str):
+            try:
+                lapse = parse_ts(retry_at).timestamp()
+            except ValueError:
+                lapse = None
+            if lapse is not None and lapse < at:
+                at, reason_why = max(lapse, now), why
+        if problem.next_at is None or at < problem.next_at or not fresh:
+            problem.next_at, problem.why = at, reason_why
+        problem.dirty = True
+
+    def _run_event(self, event_type: str, event: dict[str, Any]) -> None:
+        data = event.get("data") or {}
+        run_id = data.get("run_id")
+        problem = self._of(run_id) or self._of(data.get("cause"))
+        if problem is None or not isinstance(run_id, str):
+            return
+        playbook = str(data.get("playbook"))
+        entry = {"ts": event.get("ts"), "id": event.get("id"), "type": event_type, "run_id": run_id,
+                 "playbook": playbook}
+        if data.get("reason"):
+            entry["reason"] = data["reason"]
+        problem.note(entry)
+        if event_type in ("reactor.started", "reactor.resumed"):
+            problem.runs[run_id] = f"{playbook}:running"
+            problem.active.add(run_id)
+            self._by_cause[run_id] = problem.id
+        elif event_type in RUN_ENDS:
+            status = "succeeded" if event_type == "reactor.succeeded" else str(data.get("status") or "failed")
+            problem.runs[run_id] = f"{playbook}:{status}"
+            problem.active.discard(run_id)
+            if status in FAILED_STATUSES:
+                problem.tried.add(playbook)
+                problem.reasons[f"{playbook}: run failed"] = f"run {run_id} {status}: {data.get('reason', '')}".strip()
+            if not problem.active:  # failed, or succeeded without healing: decide again now
+                problem.next_at, problem.why = self._clock(), f"run {status}"
+                problem.backoff_s = self.resync_s
+
+    # -- time -----------------------------------------------------------------------------------------
+    def due(self, now: float | None = None) -> list[Redecision]:
+        """Escalations that are due (emitted), and the re-decisions to make now."""
+        now = self._clock() if now is None else now
+        out = []
+        for problem in list(self.open.values()):
+            kind = self.kinds.kinds.get(problem.kind)
+            escalate_after = kind.escalate_after_s if kind is not None else 300.0
+            if problem.escalated_at is None and now - problem.opened_at >= escalate_after:
+                problem.reasons.setdefault("unhealed", f"open for {now - problem.opened_at:.0f}s")
+                self._escalate(problem, now)
+            if not self.redecide or problem.active or problem.next_at is None or now < problem.next_at:
+                continue
+            if problem.asked_at is not None and now - problem.asked_at < AWAIT_DECISION_S:
+                continue
+            problem.asked_at = now
+            why, problem.next_at = problem.why, None
+            problem.note({"ts": format_ts(now), "type": "redecision", "why": why})
+            out.append(Redecision(problem.id, problem.cause, why, frozenset(problem.tried)))
+        return out
+
+    def _escalate(self, problem: Problem, now: float) -> None:
+        if problem.escalated_at is not None:
+            return
+        problem.escalated_at = now
+        reasons = [f"{what} ({detail})" if detail != what.split(": ", 1)[-1] else what
+                   for what, detail in sorted(problem.reasons.items())]
+        problem.note({"ts": format_ts(now), "type": "problem.escalated", "what": "escalated", "reasons": reasons})
+        self.escalated_total[problem.kind] = self.escalated_total.get(problem.kind, 0) + 1
+        log.error("problem escalated", extra={"problem": problem.id, "kind": problem.kind, "reasons": reasons})
+        self._announce("problem.escalated", problem, {"reasons": reasons}, "error")
+
+    def rules_changed(self) -> None:
+        """A playbook may have been enabled or added: decide every idle open problem again."""
+        now = self._clock()
+        for problem in self.open.values():
+            if not problem.active:
+                problem.next_at, problem.why = now, "rules reloaded"
+
+    def restarted(self, problems: Iterable[Problem]) -> None:
+        """Problems loaded from disk after a restart: their runs died with the engine (a recovered run
+        announces itself again); each is decided again shortly."""
+        now = self._clock()
+        for problem in problems:
+            if problem.status == "open":
+                problem.active.clear()
+                problem.asked_at = None
+                problem.next_at, problem.why = now + RESTART_GRACE_S, "engine restarted"
+                self._admit(problem)
+                for entry in problem.timeline:  # its events and runs are still its own
+                    for ref in (entry.get("id") if entry.get("what") in ("opened", "joined") else None,
+                                entry.get("run_id")):
+                        if isinstance(ref, str):
+                            self._by_cause[ref] = problem.id
+            else:
+                self.resolved[problem.id] = problem
+
+    def seen(self, event_id: str) -> bool:
+        """Whether `event_id` is already in a problem's timeline (catch-up after a restart skips it)."""
+        return self._by_cause.peek(event_id) is not None
+
+    # -- out ------------------------------------------------------------------------------------------
+    def _announce(self, type_: str, problem: Problem, data: dict[str, Any], severity: str,
+                  cause: dict[str, Any] | None = None) -> None:
+        payload = {"problem": problem.id, "kind": problem.kind, "key": problem.key, "subject": problem.subject,
+                   **data}
+        self._emit(type_, payload, cause or problem.cause, severity)
+
+    def dirty(self) -> list[Problem]:
+        """Problems changed since the last call (to be written to disk)."""
+        found = [p for p in self.open.values() if p.dirty]
+        found += [p for k in self.resolved if (p := self.resolved.peek(k)) is not None and p.dirty]
+        for problem in found:
+            problem.dirty = False
+        return found
