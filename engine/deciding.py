@@ -15,11 +15,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from engine.bus import Subscription
-from engine.playbooks.matcher import Decision, Matcher
+from engine.playbooks.matcher import Decision, Match, Matcher, SetAside
 
 log = logging.getLogger("aios.decider")
 Observer = Callable[[dict[str, Any]], None]
-Dispatch = Callable[[Decision, dict[str, Any]], Awaitable[Any]]
+# (decision, event, redecision): queue a run through the guards; `redecision` says why a problem is decided again
+Dispatch = Callable[[Decision, dict[str, Any], str | None], Awaitable[Any]]
+# (set aside, event, redecision, no_playbook): the stored decisions about what does not run (None: nothing to store)
+Announce = Callable[[Sequence[SetAside], dict[str, Any], str | None, bool], Awaitable[Any] | None]
 # `queue.get()` on a non-empty queue does not yield to other tasks, so a backlog is decided in slices of
 # this long: the API and health keep answering. A slice is time, not a count of events: each request
 # handler's turn takes in a whole batch (100 events in a few ms), and a loop that gave up after a fixed
@@ -33,11 +36,14 @@ MAX_IN_FLIGHT = 64
 
 class Decider:
     def __init__(self, subscription: Subscription, matcher: Matcher, dispatch: Dispatch,
-                 observers: Sequence[Observer] = (), *, max_in_flight: int = MAX_IN_FLIGHT,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 observers: Sequence[Observer] = (), *, announce: Announce | None = None,
+                 opens_problem: Callable[[dict[str, Any]], bool] = lambda event: False,
+                 max_in_flight: int = MAX_IN_FLIGHT, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.subscription = subscription
         self.matcher = matcher
         self._dispatch = dispatch
+        self._announce = announce
+        self._opens_problem = opens_problem
         self._observers = tuple(observers)
         self.max_in_flight = max_in_flight
         self._monotonic = monotonic
@@ -98,17 +104,44 @@ class Decider:
                 self.errors += 1
                 log.exception("observer failed on event %s", event.get("id"))
         try:
-            decisions = self.matcher.match(event).decisions
+            match = self.matcher.match(event)
         except Exception:  # one bad event or playbook must not stop the engine
             self.errors += 1
             log.exception("matcher failed on event %s", event.get("id"))
             return
-        for decision in decisions:
-            task = asyncio.get_running_loop().create_task(self._dispatch(decision, event), name="dispatch")
-            self._in_flight.add(task)
-            task.add_done_callback(self._dispatched)
+        self._act(match, event, None)
         while len(self._in_flight) >= self.max_in_flight:  # safe to wait: dispatches never wait on this loop
             await asyncio.wait(list(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
+
+    def redecide(self, event: dict[str, Any], why: str, exclude: frozenset[str] = frozenset()) -> None:
+        """Decide an open problem's event again (level-triggered): it does not count toward `sustained`
+        again, and playbooks in `exclude` are skipped while another candidate is left. Never waits."""
+        try:
+            match = self.matcher.match(event, again=True, exclude=exclude)
+        except Exception:
+            self.errors += 1
+            log.exception("matcher failed re-deciding event %s", event.get("id"))
+            return
+        self._act(match, event, why)
+
+    def _act(self, match: Match, event: dict[str, Any], why: str | None) -> None:
+        """Dispatch each decision; store what was set aside (and that nothing can fix a problem's event)."""
+        for decision in match.decisions:
+            self._spawn(self._dispatch(decision, event, why))
+        if self._announce is None:
+            return
+        no_playbook = (not any(d.exclusive for d in match.decisions)
+                       and not any(a.playbook is not None and a.playbook.exclusive for a in match.set_aside)
+                       and self._opens_problem(event))
+        if match.set_aside or no_playbook:
+            announcing = self._announce(match.set_aside, event, why, no_playbook)
+            if announcing is not None:
+                self._spawn(announcing)
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._in_flight.add(task)
+        task.add_done_callback(self._dispatched)
 
     def _dispatched(self, task: asyncio.Task[Any]) -> None:
         self._in_flight.discard(task)

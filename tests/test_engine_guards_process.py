@@ -20,7 +20,7 @@ def test_fake_agent_down_events_cannot_switch_off_the_restart_of_a_real_agent(de
 
     def set_aside() -> list[dict]:
         return [e for e in engine.events("scheduler.decision") if e["data"]["cause"] in ids
-                and e["data"]["playbook"] == "restart-killed-agent"]
+                and e["data"]["playbook"] == "restart-down-agent"]
 
     decisions = engine.wait_for(lambda: len(d := set_aside()) == 4 and d, 15, "four decisions on the fakes")
     assert {d["data"]["outcome"] for d in decisions} == {"set_aside"}
@@ -30,11 +30,11 @@ def test_fake_agent_down_events_cannot_switch_off_the_restart_of_a_real_agent(de
 
     os.kill(pids["coder"], signal.SIGKILL)
     done = engine.wait_for(lambda: [e for e in engine.events("reactor.succeeded")
-                                    if e["data"]["playbook"] == "restart-killed-agent" and e["agent"] == "coder"],
+                                    if e["data"]["playbook"] == "restart-down-agent" and e["agent"] == "coder"],
                            45, "the real coder restarted")
     assert done
     playbooks = {p["id"]: p for p in engine.get("/api/playbooks")["playbooks"]}
-    assert playbooks["restart-killed-agent"]["circuit"] == "closed"
+    assert playbooks["restart-down-agent"]["circuit"] == "closed"
     assert any('"reason": "unknown_agent"' in line or '"reason":"unknown_agent"' in line for line in engine.log)
 
 

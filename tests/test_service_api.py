@@ -107,7 +107,7 @@ def test_a_posted_event_flows_through_the_shipped_loop_to_an_outcome(tmp_path: P
         run = await (await http.get(f"/api/runs/{done['data']['run_id']}")).json()
         assert run["status"] == "succeeded" and run["steps"][0]["id"] == "note"
         health = await (await http.get("/api/health")).json()
-        assert health["status"] == "ok" and set(health["components"]) == {"store", "scheduler", "rules",
+        assert health["status"] == "ok" and set(health["components"]) == {"store", "scheduler", "rules", "problems",
                                                                            "sensors", "agents"}
         playbooks = await (await http.get("/api/playbooks")).json()
         assert [p["id"] for p in playbooks["playbooks"]] == ["note-errors"]

@@ -17,7 +17,7 @@ def test_a_killed_demo_agent_comes_back_through_the_shipped_playbook(demo):
     down = engine.wait_for(lambda: [e for e in engine.events("agent.down") if e["agent"] == "coder"], 15, "down")
     assert down[0]["data"]["signal"] == "SIGKILL"
     done = engine.wait_for(lambda: [e for e in engine.events("reactor.succeeded")
-                                    if e["data"]["playbook"] == "restart-killed-agent"], 45, "restart")
+                                    if e["data"]["playbook"] == "restart-down-agent"], 45, "restart")
     assert done[0]["agent"] == "coder" and done[0]["data"]["cause"] == down[0]["id"]
     new_pid = engine.agent_pids()["coder"]
     assert new_pid != pids["coder"] and psutil.pid_exists(new_pid)

@@ -42,10 +42,10 @@ class AsideLimiter:
 
 def set_aside_data(*, playbook: str | None, priority: str, cause: Any, reason: str, detail: str,
                    retry_at: float | None = None, run_id: str | None = None, repeats: int = 0,
-                   redecision: str | None = None) -> dict[str, Any]:
+                   redecision: str | None = None, exclusive: bool = True) -> dict[str, Any]:
     """The `data` of a set-aside `scheduler.decision` (one shape for the matcher's and the guards')."""
     data: dict[str, Any] = {"run_id": run_id, "playbook": playbook, "priority": priority, "cause": cause,
-                            "outcome": "set_aside", "reason": reason, "detail": detail}
+                            "outcome": "set_aside", "reason": reason, "detail": detail, "exclusive": exclusive}
     if retry_at is not None:
         data["retry_at"] = format_ts(retry_at)
     if repeats:

@@ -10,12 +10,16 @@ logged; one that passes goes to the scheduler, which starts it on the reactor.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any
 
+from engine.admission.announce import AsideLimiter, set_aside_data
 from engine.admission.guards import Budget, CircuitBreaker, LoopGuard, SetAside
+from engine.admission.priorities import decision_priority
 from engine.admission.scheduler import Job, Scheduler
 from engine.emitter import EngineEmitter
+from engine.playbooks import matcher
 from engine.playbooks.model import Playbook, Step
 from engine.playbooks.templates import TemplateError, render, resolve
 
@@ -37,6 +41,17 @@ def _rendered_targets(steps: Iterable[Step], event: dict[str, Any]) -> set[str]:
     return agents
 
 
+def _matcher_detail(aside: matcher.SetAside) -> str:
+    """A sentence for people, beside the matcher's reason code."""
+    if aside.kind == "throttled":
+        return "the playbook ran for this key within its throttle window"
+    if aside.kind == "sustained":
+        return f"{aside.reason.split(' ', 1)[1]} matches of its sustained count so far"
+    if aside.kind == "disabled":
+        return "the playbook is disabled (enabled: false)"
+    return aside.reason
+
+
 def target_agents(playbook: Playbook, event: dict[str, Any]) -> set[str]:
     """The agents a run would restart or signal (its steps and its rollback steps)."""
     return _rendered_targets((*playbook.steps, *playbook.rollback), event)
@@ -49,8 +64,10 @@ def touched_agents(event: dict[str, Any], targets: set[str]) -> set[str]:
 
 class Dispatcher:
     def __init__(self, *, emitter: EngineEmitter, breaker: CircuitBreaker, budget: Budget, loop: LoopGuard,
-                 declared: Callable[[], Collection[str]], scheduler: Scheduler | None = None) -> None:
+                 declared: Callable[[], Collection[str]], scheduler: Scheduler | None = None,
+                 limiter: AsideLimiter | None = None) -> None:
         self.emitter = emitter
+        self.limiter = limiter or AsideLimiter(time.time)
         self.breaker = breaker
         self.budget = budget
         self.loop = loop
@@ -62,9 +79,11 @@ class Dispatcher:
         self.scheduler = scheduler
 
     async def dispatch(self, playbook: Playbook, event: dict[str, Any], priority: str,
-                       key: tuple[Any, ...]) -> str:
-        """Queue a run of `playbook` for `event` unless a guard sets it aside; returns the outcome."""
-        return await self.dispatch_job(Job(playbook, event, priority, key))
+                       key: tuple[Any, ...], redecision: str | None = None) -> str:
+        """Queue a run of `playbook` for `event` unless a guard sets it aside; returns the outcome.
+        `redecision`: why an open problem is decided again (it goes into the decision event)."""
+        job = Job(playbook, event, priority, key, extra={"redecision": redecision} if redecision else {})
+        return await self.dispatch_job(job)
 
     async def dispatch_job(self, job: Job) -> str:
         """Guards, then the scheduler, for a job built by the caller (a recovered run keeps its run id)."""
@@ -92,15 +111,49 @@ class Dispatcher:
                 or self.budget.check(touched))
 
     async def _set_aside(self, job: Job, aside: SetAside) -> None:
+        redecision = job.extra.get("redecision")
+        if aside.event_type:
+            await self.emitter.emit(aside.event_type, aside.data, job.event, "warning")
+        repeats = 0 if redecision else self.limiter.admit(job.playbook.id, str(job.key[-1]), aside.reason)
+        if repeats is None:
+            return
         log.info("decision set aside", extra={"playbook": job.playbook.id, "cause": job.event.get("id"),
                                               "agent": job.event.get("agent"), "outcome": "set_aside",
                                               "reason": aside.reason, "detail": aside.detail})
-        if aside.event_type:
-            await self.emitter.emit(aside.event_type, aside.data, job.event, "warning")
-        await self.emitter.emit("scheduler.decision", {
-            "run_id": job.run_id or None, "playbook": job.playbook.id, "priority": job.priority,
-            "cause": job.event.get("id"), "outcome": "set_aside", "reason": aside.reason,
-            "detail": aside.detail}, job.event, source="engine.scheduler")
+        await self.emitter.emit("scheduler.decision", set_aside_data(
+            playbook=job.playbook.id, priority=job.priority, cause=job.event.get("id"), reason=aside.reason,
+            detail=aside.detail, retry_at=aside.retry_at, run_id=job.run_id or None, repeats=repeats,
+            redecision=redecision, exclusive=job.playbook.exclusive), job.event, source="engine.scheduler")
+
+    def announce_set_aside(self, asides: Sequence[matcher.SetAside], event: dict[str, Any], redecision: str | None,
+                           no_playbook: bool) -> Awaitable[None] | None:
+        """The stored decisions about the matcher's candidates that do not run (and, for an event that opens
+        a problem, that no exclusive playbook can act on it); None when the rate limit holds them all back."""
+        batch = []
+        for aside in asides:
+            repeats = 0 if redecision else self.limiter.admit(aside.playbook_id, aside.key, aside.kind)
+            if repeats is not None:
+                priority = decision_priority(aside.playbook.priority if aside.playbook else None, event)
+                batch.append(set_aside_data(playbook=aside.playbook_id, priority=priority, cause=event.get("id"),
+                                            reason=aside.reason if aside.kind == "sustained" else aside.kind,
+                                            detail=_matcher_detail(aside),
+                                            retry_at=aside.retry_at, repeats=repeats, redecision=redecision,
+                                            exclusive=aside.playbook.exclusive if aside.playbook else True))
+        if no_playbook:
+            repeats = 0 if redecision else self.limiter.admit("", str(event.get("type")), "no_playbook")
+            if repeats is not None:
+                batch.append(set_aside_data(
+                    playbook=None, priority=decision_priority(None, event), cause=event.get("id"),
+                    reason="no_playbook", detail=f"no enabled exclusive playbook acts on this {event.get('type')}",
+                    repeats=repeats, redecision=redecision))
+        return self._announce_all(batch, event) if batch else None
+
+    async def _announce_all(self, batch: list[dict[str, Any]], event: dict[str, Any]) -> None:
+        for data in batch:
+            log.info("decision set aside", extra={"playbook": data["playbook"], "cause": data["cause"],
+                                                  "agent": event.get("agent"), "outcome": "set_aside",
+                                                  "reason": data["reason"], "detail": data["detail"]})
+            await self.emitter.emit("scheduler.decision", data, event, source="engine.scheduler")
 
     # -- hooks for the scheduler and the reactor ---------------------------------------------------
     async def emit_decision(self, type_: str, data: dict[str, Any], job: Job) -> None:

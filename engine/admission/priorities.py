@@ -2,6 +2,7 @@
 
 P0 `score.degraded` (the score engine emits it when a score falls below 0.3), P1 `resource.*` alerts,
 P2 `agent.error` and `agent.down`, P3 everything else. A playbook's own `priority` overrides.
+`problem.escalated` is P1: paging a person about a fault nothing could heal goes before routine work.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def event_priority(event_type: str) -> str:
     """The priority an event of `event_type` gives the work it triggers."""
     if event_type == "score.degraded":
         return "P0"
-    if event_type.startswith("resource."):
+    if event_type.startswith("resource.") or event_type == "problem.escalated":
         return "P1"
     if event_type in _P2_TYPES:
         return "P2"

@@ -128,7 +128,7 @@ class Scheduler:
     async def _decide(self, job: Job, outcome: str, reason: str | None = None) -> None:
         data = {"run_id": job.run_id, "playbook": job.playbook.id, "priority": job.priority,
                 "cause": job.event.get("id"), "queue_depth": self.depth, "running": len(self._running),
-                "outcome": outcome}
+                "outcome": outcome, "exclusive": job.playbook.exclusive}
         if reason:
             data["reason"] = reason
         if job.extra.get("redecision"):

@@ -127,7 +127,8 @@ class Book:
     """Open problems by (kind, key), recently resolved ones by id, and the events that belong to each."""
 
     def __init__(self, kinds: KindSet, *, emit: Emit, new_id: Callable[[], str], clock: Callable[[], float],
-                 resync_s: float = 60.0, redecide: bool = True, max_open: int = MAX_OPEN) -> None:
+                 resync_s: float = 60.0, redecide: bool = True, max_open: int = MAX_OPEN,
+                 on_healed: Callable[[float], None] = lambda heal_s: None) -> None:
         self.kinds = kinds
         self._emit = emit
         self._new_id = new_id
@@ -143,7 +144,7 @@ class Book:
         self.opened_total: dict[str, int] = {}
         self.resolved_total: dict[tuple[str, str], int] = {}
         self.escalated_total: dict[str, int] = {}
-        self.heal_times: list[float] = []  # drained by the metrics view
+        self._on_healed = on_healed  # time to heal, for the histogram in /metrics
         self._resolvers: dict[str, list[Kind]] = {}
         self.set_kinds(kinds)
 
@@ -244,7 +245,7 @@ class Book:
         problem.status = "resolved"
         problem.resolved_at = now
         problem.heal_s = round(max(0.0, now - problem.opened_at), 3)
-        healers = [rid for rid, what in problem.runs.items() if what.rsplit(":", 1)[1] not in FAILED_STATUSES]
+        healers = [rid for rid, what in problem.runs.items() if what.rsplit(":", 1)[1] in ("running", "succeeded")]
         problem.run_id = healers[-1] if healers else None
         problem.next_at = None
         problem.note({"ts": event.get("ts"), "id": event.get("id"), "type": event["type"], "what": "resolved",
@@ -254,7 +255,7 @@ class Book:
         self.resolved[problem.id] = problem
         by = "run" if problem.run_id else "itself"
         self.resolved_total[(problem.kind, by)] = self.resolved_total.get((problem.kind, by), 0) + 1
-        self.heal_times.append(problem.heal_s)
+        self._on_healed(problem.heal_s)
         log.info("problem resolved", extra={"problem": problem.id, "kind": problem.kind, "heal_s": problem.heal_s,
                                             "run_id": problem.run_id})
         data: dict[str, Any] = {"heal_s": problem.heal_s}
@@ -277,8 +278,11 @@ class Book:
         if data.get("redecision"):
             problem.asked_at = None
         now = self._clock()
+        if data.get("exclusive") is False:  # a notification beside the fix: shown, but it heals nothing
+            return
         if outcome in ACCEPTED and isinstance(run_id, str):
             problem.active.add(run_id)
+            problem.runs.setdefault(run_id, f"{playbook}:queued")
             self._by_cause[run_id] = problem.id
             problem.next_at, problem.backoff_s = None, self.resync_s
             return
@@ -291,7 +295,8 @@ class Book:
         self._plan(problem, now, data.get("retry_at"), f"{reason} lapsed", fresh=not data.get("redecision"))
 
     def _plan(self, problem: Problem, now: float, retry_at: Any, why: str, fresh: bool) -> None:
-        """When to decide a set-aside problem again: when its reason lapses, else at the resync backoff."""
+        """When to decide a set-aside problem again: when its reason lapses (the earliest of its reasons'
+        lapses), else at the resync backoff."""
         if not fresh:  # the same answer to a re-decision: ask less often
             problem.backoff_s = min(MAX_BACKOFF_S, max(self.resync_s, problem.backoff_s * 2))
         at, reason_why = now + problem.backoff_s, "resync"
@@ -300,7 +305,7 @@ class Book:
                 lapse = parse_ts(retry_at).timestamp()
             except ValueError:
                 lapse = None
-            if lapse is not None and lapse < at:
+            if lapse is not None:  # known: no use asking before it
                 at, reason_why = max(lapse, now), why
         if problem.next_at is None or at < problem.next_at or not fresh:
             problem.next_at, problem.why = at, reason_why
@@ -309,7 +314,7 @@ class Book:
     def _run_event(self, event_type: str, event: dict[str, Any]) -> None:
         data = event.get("data") or {}
         run_id = data.get("run_id")
-        problem = self._of(run_id) or self._of(data.get("cause"))
+        problem = self._of(run_id)  # runs of the problem's exclusive decisions only
         if problem is None or not isinstance(run_id, str):
             return
         playbook = str(data.get("playbook"))

@@ -335,7 +335,7 @@ class Reactor:
     async def _fail(self, run: _Run, status: str, reason: str, failed_step: str | None = None) -> str:
         run.record.status = status
         run.record.error = reason
-        data: dict[str, Any] = {"reason": reason}
+        data: dict[str, Any] = {"reason": reason, "status": status}  # failed, timeout, cancelled, error
         if failed_step:
             data["step"] = failed_step
         await run.emit("reactor.failed", data, "error")
@@ -423,7 +423,7 @@ class Reactor:
             resumed.prime(run)
             run.record.status = "failed"
             run.record.error = f"crash_recovery: {why}"
-            await run.emit("reactor.failed", {"reason": f"crash_recovery: {why}"}, "error")
+            await run.emit("reactor.failed", {"reason": f"crash_recovery: {why}", "status": "abandoned"}, "error")
             await run.roll_back("crash_recovery")
             return await self._end(run, run.record.status, counted=False)  # the engine died, not the fix
         finally:

@@ -14,10 +14,11 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -40,6 +41,9 @@ from engine.pipeline.base import PipelineContext
 from engine.pipeline.runner import run_pipeline
 from engine.playbooks.matcher import Decision, Matcher
 from engine.playbooks.registry import Registry
+from engine.problems.book import Book, Problem
+from engine.problems.files import ProblemFiles
+from engine.problems.kinds import KindRegistry
 from engine.reactor.records import RecordError
 from engine.reactor.rollback import RollbackRefused, rollback_run
 from engine.reactor.runner import Reactor, ReactorDeps
@@ -49,10 +53,12 @@ from engine.sensors.build import build_sensors, scan_all
 from engine.service.api import build_app
 from engine.service.edge import make_runner
 from engine.service.metrics import Metrics
+from engine.store.reader import read_events
 from engine.store.writer import EventWriter
 
 log = logging.getLogger("aios.engine")
 story = logging.getLogger("aios.events")
+CATCH_UP_S = 120.0  # events stored this long before the newest problem file are folded again at start
 STALL_S = 10.0  # events waiting this long with nothing decided (or runs with free slots not started): stalled
 LAG_LIMIT_S = 1.0  # an event loop this late is named in health
 # Events worth a line of their own in the engine's log, so `journalctl` tells why something was or was not fixed.
@@ -103,6 +109,13 @@ class Engine:
         self.watcher = EventWatcher(clock)
         self.registry = Registry(self.rules_dir, emit=self._emit_later, config=config)
         self.matcher = Matcher(self.registry.index, clock)
+        problems_cfg = config.raw["problems"]
+        self.kinds = KindRegistry(self.rules_dir)
+        self.book = Book(self.kinds.kinds, emit=self._emit_problem, new_id=self.validator.new_id, clock=clock,
+                         resync_s=parse_duration(problems_cfg["resync"]), redecide=problems_cfg["redecide"],
+                         max_open=problems_cfg["max_open"], on_healed=self.metrics.heal_seconds.observe)
+        self.problem_files = ProblemFiles(self.data_dir)
+        self._unwritten: dict[str, bytes] = {}
         self.url = f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::') else self.host}:{self.port}"
         logs = config.raw["agent_logs"]
         self.supervisor = Supervisor(config.agents, self.data_dir, self.url, self._emit_raw, clock, token=self.token,
@@ -130,7 +143,9 @@ class Engine:
                                    on_dropped=self._on_dropped)
         self.dispatcher.attach(self.scheduler)
         self.decider = Decider(self.bus.subscribe("engine", "*", policy="lossless"), self.matcher, self._dispatch,
-                               (self.watcher.feed, self._observe))
+                               (self.watcher.feed, self._observe, self.book.fold),
+                               announce=self.dispatcher.announce_set_aside,
+                               opens_problem=lambda event: bool(self.book.kinds.opening(event)))
         self.weekly_hooks: list[Callable[[], Awaitable[Any]]] = []
         self.sensor_errors: dict[str, str] = {}
         self._jobs = AsyncIOScheduler(timezone=timezone.utc)
@@ -147,6 +162,7 @@ class Engine:
         await asyncio.to_thread(self.writer.open)  # takes the data-dir lock; refuses a second engine
         for line in self.writer.stats.repaired:
             log.warning("store repaired: %s", line)
+        await self._load_problems()
         self._decider_task = self.background.spawn(self.decider.run(), "decider")
         self.background.spawn(self.lag.run(), "loop_lag")
         outcome = await asyncio.to_thread(self.registry.reload)
@@ -175,6 +191,29 @@ class Engine:
             except Exception:  # one damaged run must not stop the others or the engine
                 log.exception("recovered run %s could not be offered again", job.run_id)
 
+    async def _load_problems(self) -> None:
+        """Problems from data/problems, then the stored events they may have missed (the engine died between
+        storing an event and writing the problem it changed): folded again, those already in a timeline skipped."""
+        await asyncio.to_thread(self.kinds.reload)
+        self.book.set_kinds(self.kinds.kinds)
+        raw, newest = await asyncio.to_thread(self.problem_files.load)
+        loaded = []
+        for item in raw:
+            try:
+                loaded.append(Problem.from_dict(item))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("problem file skipped", extra={"problem": item.get("id"), "error": repr(exc)})
+        self.book.restarted(loaded)
+        if not newest:
+            return
+        since = datetime.fromtimestamp(newest - CATCH_UP_S, timezone.utc)
+        missed = await asyncio.to_thread(lambda: list(read_events(self.events_dir, since=since)))
+        for event in missed:
+            if not self.book.seen(str(event.get("id"))):
+                self.book.fold(event)
+        log.info("problems loaded", extra={"open": len(self.book.open), "resolved": len(self.book.resolved),
+                                           "caught_up": len(missed)})
+
     async def _admit_recovered(self, job: Job) -> None:
         """A run that was waiting for a retry when the engine died: guards and scheduler decide again."""
         outcome = await self.dispatcher.dispatch_job(job)
@@ -200,6 +239,7 @@ class Engine:
         if cancelled:
             log.warning("runs cancelled at shutdown", extra={"runs": cancelled})
         await self.background.close()
+        await self._write_problems()
         await self.supervisor.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -219,6 +259,7 @@ class Engine:
         jobs.add_job(self.writer.poll_space, "interval", seconds=1.0, id="store_space", max_instances=1,
                      coalesce=True)  # outside intake resumes by itself once the disk has room again
         jobs.add_job(self.reload_rules, "interval", seconds=2.0, id="rules", max_instances=1, coalesce=True)
+        jobs.add_job(self._problems_tick, "interval", seconds=1.0, id="problems", max_instances=1, coalesce=True)
         # Daily and weekly jobs run however late they are (misfire_grace_time=None): a stall at 00:10 must
         # not skip a day of retention. APScheduler's default grace of 1 s would.
         jobs.add_job(self._retention, "cron", hour=0, minute=10, id="retention", max_instances=1, coalesce=True,
@@ -257,9 +298,10 @@ class Engine:
             story.log(level, event_type, extra={"event": event.get("id"), "agent": event.get("agent"),
                                                 "data": event.get("data")})
 
-    async def _dispatch(self, decision: Decision, event: dict[str, Any]) -> str:
+    async def _dispatch(self, decision: Decision, event: dict[str, Any], redecision: str | None) -> str:
         self.metrics.matches.labels(decision.playbook_id).inc()
-        return await self.dispatcher.dispatch(decision.playbook, event, decision.priority, decision.coalesce_key)
+        return await self.dispatcher.dispatch(decision.playbook, event, decision.priority, decision.coalesce_key,
+                                              redecision=redecision)
 
     async def _start_run(self, job: Job) -> None:
         self.metrics.running.inc()
@@ -300,7 +342,30 @@ class Engine:
     async def _emit_raw(self, event: dict[str, Any]) -> dict[str, Any]:
         return await self.intake.submit_one(event)
 
+    def _emit_problem(self, type_: str, data: dict[str, Any], cause: dict[str, Any], severity: str) -> None:
+        """The book is synchronous (it runs in the decision loop): its events are stored by a task."""
+        self.background.spawn(self.emitter.emit(type_, data, cause, severity, source="engine.problems"),
+                              "problem_event")
+
     # -- periodic jobs ----------------------------------------------------------------------------
+    async def _problems_tick(self) -> None:
+        """Escalations and re-decisions that are due, then the problems that changed written to disk."""
+        for due in self.book.due():
+            log.info("problem decided again", extra={"problem": due.problem, "why": due.why,
+                                                     "cause": due.event.get("id")})
+            self.decider.redecide(due.event, due.why, due.exclude)
+        await self._write_problems()
+
+    async def _write_problems(self) -> None:
+        for problem in self.book.dirty():
+            self._unwritten[problem.id] = orjson.dumps(problem.as_dict())
+        if not self._unwritten:
+            return
+        pending, self._unwritten = self._unwritten, {}
+        failed = await asyncio.to_thread(self.problem_files.write, pending)
+        for problem_id in failed:  # a full disk: kept, written again at the next tick (newer bytes win)
+            self._unwritten.setdefault(problem_id, pending[problem_id])
+
     async def _scan_sensors(self) -> None:
         result = await asyncio.to_thread(scan_all, self.sensors, self.clock())
         self.sensor_errors = result.errors
@@ -318,8 +383,13 @@ class Engine:
     async def reload_rules(self) -> dict[str, Any]:
         async with self._reloading:  # the 2 s poll and /api/reload never lint at the same time
             outcome = await asyncio.to_thread(self.registry.reload)  # lint + compile: off the event loop
+            kinds_changed = await asyncio.to_thread(self.kinds.reload)
+            if kinds_changed:
+                self.book.set_kinds(self.kinds.kinds)
             if outcome.changed:
                 self.matcher.index = self.registry.index
+            if outcome.changed or kinds_changed:
+                self.book.rules_changed()
                 log.info("rules reloaded", extra={"loaded": list(outcome.loaded), "rejected": list(outcome.rejected),
                                                   "removed": list(outcome.removed)})
         await self._flush_later()
@@ -334,6 +404,7 @@ class Engine:
         await self.compact()
         keep = self.config.raw["reactor"]["keep_runs_days"]
         await asyncio.to_thread(self.runs.prune, datetime.now(timezone.utc), keep)
+        await asyncio.to_thread(self.problem_files.prune, datetime.now(timezone.utc) - timedelta(days=keep))
 
     async def _weekly(self) -> None:
         for hook in self.weekly_hooks:
@@ -430,13 +501,37 @@ class Engine:
             "rules": rules,
             "sensors": {"state": ("failing" if self.sensor_errors else "ok") if self._jobs.running else "stopped",
                         "sensors": [s.name for s in self.sensors], "errors": self.sensor_errors},
-            "agents": {"state": "ok", "agents": {a["name"]: a["state"] for a in self.supervisor.view()}},
+            "agents": self._agents_health(),
+            "problems": self._problems_health(),
         }
         ok = writable and deciding["state"] != "stalled" and not self.stopping
         degraded = any(c.get("state") not in ("ok", "stopped") for c in components.values())
         status = "failing" if not ok else ("degraded" if degraded else "ok")
         return {"status": status, "stopping": self.stopping,
                 "uptime_s": round(self.clock() - self.started_at, 1), "components": components}
+
+    def _agents_health(self) -> dict[str, Any]:
+        """Degraded while a declared agent is down, naming each (the engine still decides; status stays 200)."""
+        view = self.supervisor.view()
+        down = sorted(a["name"] for a in view if a["declared"] and a["state"] == "down")
+        return {"state": "degraded" if down else "ok", "agents": {a["name"]: a["state"] for a in view},
+                "problems": [f"agent {name} is down" for name in down]}
+
+    def _problems_health(self) -> dict[str, Any]:
+        """Degraded while an escalated problem is open: a person has to look."""
+        open_ = self.book.problems(open_only=True)
+        escalated = [p for p in open_ if p.escalated_at is not None]
+        return {"state": "degraded" if escalated else "ok", "open": len(open_),
+                "problems": [f"{p.kind} {p.key} escalated ({p.id}): {'; '.join(sorted(p.reasons)) or 'unhealed'}"
+                             for p in escalated[:20]],
+                "kinds": self.kinds.health()}
+
+    def problems_view(self, open_only: bool) -> list[dict[str, Any]]:
+        return [p.summary() for p in self.book.problems(open_only)]
+
+    def problem(self, problem_id: str) -> dict[str, Any] | None:
+        found = self.book.get(problem_id)
+        return found.as_dict() if found is not None else None
 
     def agents_view(self) -> list[dict[str, Any]]:
         return self.supervisor.view()
@@ -467,4 +562,8 @@ class Engine:
         for name, evicted in self.matcher.evictions.items():
             m.evictions.labels(f"matcher_{name}").set(evicted)
         m.evictions.labels("metric_labels").set(m.label_overflow)
+        m.evictions.labels("problems").set(self.book.evicted)
+        m.evictions.labels("set_aside_limiter").set(guards.limiter.map.evicted)
+        m.set_asides_held.set(guards.limiter.held)
+        m.problems(self.book)
         return m.render()

@@ -44,6 +44,19 @@ class Metrics:
                                ["map"], registry=r)
         self.background_failures = Counter("aios_background_failures", "Background tasks that failed, by task",
                                            ["task"], registry=r)
+        self.set_asides_held = Gauge("aios_set_aside_decisions_held", "Set-aside decisions not stored (rate "
+                                     "limit per playbook, key and reason), since start", registry=r)
+        self.problems_open = Gauge("aios_problems_open", "Open problems, by kind", ["kind"], registry=r)
+        self.problems_opened = Gauge("aios_problems_opened", "Problems opened since start, by kind", ["kind"],
+                                     registry=r)
+        self.problems_resolved = Gauge("aios_problems_resolved", "Problems resolved since start, by kind and by "
+                                       "what (run, itself)", ["kind", "by"], registry=r)
+        self.problems_escalated = Gauge("aios_problems_escalated", "Problems escalated since start, by kind",
+                                        ["kind"], registry=r)
+        self.healed_share = Gauge("aios_problems_healed_share", "Problems resolved / problems opened, since start",
+                                  registry=r)
+        self.heal_seconds = Histogram("aios_problem_heal_seconds", "Time from a problem's opening to its resolution",
+                                      registry=r, buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600))
         self.label_overflow = 0  # event types counted as "other" because the label cache is full
         self._by_type: dict[str, Any] = {}  # label children, cached: `labels()` costs more than `inc()`
         self._other = self.ingested.labels("other")
@@ -57,6 +70,22 @@ class Metrics:
                 return
             child = self._by_type[event_type] = self.ingested.labels(event_type)
         child.inc()
+
+    def problems(self, book: Any) -> None:
+        """The problem book's counts (engine.problems.book.Book), read at scrape time."""
+        open_by_kind: dict[str, int] = dict.fromkeys(book.opened_total, 0)
+        for problem in book.open.values():
+            open_by_kind[problem.kind] = open_by_kind.get(problem.kind, 0) + 1
+        for kind, count in open_by_kind.items():
+            self.problems_open.labels(kind).set(count)
+        for kind, count in book.opened_total.items():
+            self.problems_opened.labels(kind).set(count)
+        for (kind, by), count in book.resolved_total.items():
+            self.problems_resolved.labels(kind, by).set(count)
+        for kind, count in book.escalated_total.items():
+            self.problems_escalated.labels(kind).set(count)
+        opened = sum(book.opened_total.values())
+        self.healed_share.set(sum(book.resolved_total.values()) / opened if opened else 1.0)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

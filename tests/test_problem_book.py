@@ -1,0 +1,192 @@
+"""The problem book as a fold over events, with an injected clock: opening, joining, resolution sequences,
+re-decisions when reasons lapse, escalation once, restart from its files (docs/problems.md)."""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import orjson
+
+from engine.events import format_ts
+from engine.problems.book import Book, Problem
+from engine.problems.files import ProblemFiles
+from engine.problems.kinds import KindSet, kind_from
+
+AGENT_DOWN = kind_from({"kind": "agent-down", "opened_by": "agent.down", "when": {"data.exit_code": {"ne": 0}},
+                        "key": ["agent"], "escalate_after": "5m",
+                        "resolved_by": {"any": [["agent.started", "agent.heartbeat"], ["agent.recovered"]]}})
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(**options):
+    clock = Clock()
+    emitted: list[tuple[str, dict]] = []
+    ids = (f"{n:04d}" for n in itertools.count())
+    book = Book(KindSet([AGENT_DOWN]), emit=lambda t, d, cause, sev: emitted.append((t, d)),
+                new_id=lambda: next(ids), clock=clock, **options)
+    return book, clock, emitted
+
+
+def ev(clock: Clock, type_: str, agent: str = "coder", **data) -> dict:
+    ev.n = getattr(ev, "n", 0) + 1
+    return {"id": f"e{ev.n}", "type": type_, "ts": format_ts(clock.now), "agent": agent, "data": data}
+
+
+def decision(clock: Clock, cause: dict, outcome: str, run_id: str | None = None, **data) -> dict:
+    return ev(clock, "scheduler.decision", cause.get("agent"), cause=cause["id"], outcome=outcome, run_id=run_id,
+              playbook="restart", exclusive=True, **data)
+
+
+def test_an_agent_down_opens_one_problem_and_a_second_joins_it():
+    book, clock, emitted = make()
+    first = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(first)
+    book.fold(ev(clock, "agent.down", exit_code=0, agent="analyst"))  # a clean exit: not a fault
+    clock.now += 5
+    second = ev(clock, "agent.down", exit_code=1)
+    book.fold(second)
+    [problem] = book.problems(open_only=True)
+    assert problem.events == 2 and problem.cause["id"] == second["id"] and problem.subject == {"agent": "coder"}
+    assert [t for t, _ in emitted] == ["problem.opened"]
+    assert emitted[0][1]["problem"] == problem.id and emitted[0][1]["kind"] == "agent-down"
+
+
+def test_resolution_needs_its_sequence_in_order_and_names_the_run_that_healed():
+    book, clock, emitted = make()
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)
+    book.fold(ev(clock, "agent.heartbeat"))  # a stale heartbeat before the restart: not healed
+    assert book.problems(open_only=True)
+    book.fold(decision(clock, down, "queued", "r1"))
+    book.fold(ev(clock, "reactor.started", cause=down["id"], run_id="r1", playbook="restart"))
+    clock.now += 4
+    book.fold(ev(clock, "agent.started"))
+    book.fold(ev(clock, "agent.heartbeat"))
+    assert not book.problems(open_only=True)
+    [problem] = book.problems()
+    assert problem.status == "resolved" and problem.run_id == "r1" and problem.heal_s == 4.0
+    assert emitted[-1] == ("problem.resolved", {**emitted[-1][1], "heal_s": 4.0, "run_id": "r1"})
+    assert [e.get("what") or e["type"] for e in problem.timeline] == [
+        "opened", "scheduler.decision", "reactor.started", "resolved"]
+
+
+def test_a_silent_agent_that_speaks_again_heals_by_itself():
+    book, clock, emitted = make()
+    book.fold(ev(clock, "agent.down", reason="heartbeat"))
+    clock.now += 2
+    book.fold(ev(clock, "agent.recovered", reason="heartbeat"))
+    assert emitted[-1][0] == "problem.resolved" and "run_id" not in emitted[-1][1]
+
+
+def test_a_throttled_problem_is_decided_again_when_the_window_lapses_and_not_before():
+    book, clock, _ = make()
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)
+    book.fold(decision(clock, down, "set_aside", reason="throttled", retry_at=format_ts(T0 + 90)))
+    clock.now = T0 + 89
+    assert book.due() == []
+    clock.now = T0 + 90
+    [again] = book.due()
+    assert again.event["id"] == down["id"] and again.why == "throttled lapsed"
+    assert book.due() == []  # asked once: the answer is awaited, not asked again each tick
+    book.fold(decision(clock, down, "queued", "r2", redecision="throttled lapsed"))
+    clock.now += 1000
+    assert book.due() == []  # a run is going for it: nothing to decide
+
+
+def test_a_failed_run_is_decided_again_at_once_skipping_the_playbook_that_failed():
+    book, clock, _ = make()
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)
+    book.fold(decision(clock, down, "queued", "r1"))
+    book.fold(ev(clock, "reactor.started", cause=down["id"], run_id="r1", playbook="restart"))
+    book.fold(ev(clock, "reactor.failed", cause=down["id"], run_id="r1", playbook="restart", status="failed"))
+    [again] = book.due()
+    assert again.why == "run failed" and again.exclude == {"restart"}
+
+
+def test_same_answer_to_a_resync_backs_off_up_to_five_minutes():
+    book, clock, _ = make(resync_s=60.0)
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)
+    book.fold(decision(clock, down, "set_aside", reason="unknown_agent"))  # lapses never by itself
+    waits = []
+    for _ in range(5):
+        problem = book.problems()[0]
+        waits.append(problem.next_at - clock.now)
+        clock.now = problem.next_at
+        [again] = book.due()
+        book.fold(decision(clock, down, "set_aside", reason="unknown_agent", redecision=again.why))
+    assert waits == [60.0, 120.0, 240.0, 300.0, 300.0]
+
+
+def test_escalation_goes_once_with_every_reason_and_the_problem_stays_open():
+    book, clock, emitted = make()
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)
+    book.fold(decision(clock, down, "set_aside", reason="budget", detail="budget for coder exhausted"))
+    clock.now = T0 + 299
+    book.due()
+    assert not [t for t, _ in emitted if t == "problem.escalated"]
+    clock.now = T0 + 300
+    book.due()
+    clock.now = T0 + 900
+    book.due()
+    escalations = [d for t, d in emitted if t == "problem.escalated"]
+    assert len(escalations) == 1
+    assert any("budget" in reason for reason in escalations[0]["reasons"])
+    assert book.problems(open_only=True)[0].escalated_at == T0 + 300
+
+
+def test_no_playbook_escalates_at_once():
+    book, clock, emitted = make()
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)
+    book.fold(ev(clock, "scheduler.decision", cause=down["id"], outcome="set_aside", playbook=None,
+                 reason="no_playbook", detail="no enabled exclusive playbook acts on this agent.down"))
+    assert [t for t, _ in emitted] == ["problem.opened", "problem.escalated"]
+
+
+def test_open_problems_come_back_from_their_files_and_are_decided_again_after_a_restart(tmp_path: Path):
+    book, clock, _ = make()
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)
+    book.fold(decision(clock, down, "queued", "r1"))  # the engine dies with this run going
+    files = ProblemFiles(tmp_path)
+    assert files.write({p.id: orjson.dumps(p.as_dict()) for p in book.dirty()}) == []
+    assert book.dirty() == []  # written: nothing left to write
+
+    (files.dir / "pr-broken.json").write_text("{not json")  # a damaged file is skipped, not fatal
+    raw, newest = files.load()
+    fresh, clock2, emitted = make()
+    clock2.now = clock.now + 60
+    fresh.restarted([Problem.from_dict(item) for item in raw])
+    [problem] = fresh.problems(open_only=True)
+    assert problem.active == set() and problem.why == "engine restarted"
+    assert fresh.seen(down["id"])  # catch-up will not fold its opening event twice
+    assert fresh.due() == []
+    clock2.now += 3
+    [again] = fresh.due()
+    assert again.why == "engine restarted" and again.event["id"] == down["id"]
+    fresh.fold(ev(clock2, "agent.started"))
+    fresh.fold(ev(clock2, "agent.heartbeat"))
+    assert emitted[-1][0] == "problem.resolved" and emitted[-1][1]["problem"] == problem.id
+
+
+def test_a_flood_of_made_up_subjects_keeps_at_most_max_open_forgetting_the_oldest_escalated_first():
+    book, clock, _ = make(max_open=3)
+    for agent in ("a", "b", "c"):
+        book.fold(ev(clock, "agent.down", agent, signal="SIGKILL"))
+    clock.now += 400
+    book.due()  # all three escalate
+    book.fold(ev(clock, "agent.down", "d", signal="SIGKILL"))
+    assert sorted(p.subject["agent"] for p in book.problems(open_only=True)) == ["b", "c", "d"]
+    assert book.evicted == 1
