@@ -11,6 +11,8 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from engine.schemas import SCHEMAS_DIR, load_schema, resolve_ref
@@ -112,9 +114,8 @@ def sections(schema: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def render(text: str, schema: dict[str, Any]) -> str:
-    """`text` with every marked section replaced by its generated content; unknown names are an error."""
-    generated = sections(schema)
+def fill_sections(text: str, generated: dict[str, str]) -> str:
+    """`text` with every marked section replaced by its `generated` content; unknown names are an error."""
 
     def fill(match: re.Match[str]) -> str:
         if match.group(2) not in generated:
@@ -124,19 +125,31 @@ def render(text: str, schema: dict[str, Any]) -> str:
     return _SECTION.sub(fill, text)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Regenerate the schema tables of docs/playbooks.md.")
+def render(text: str, schema: dict[str, Any]) -> str:
+    """`text` with every marked section replaced by its generated content; unknown names are an error."""
+    return fill_sections(text, sections(schema))
+
+
+def regenerate(doc: Path, fresh_text: Callable[[str], str], module: str, argv: list[str] | None = None) -> int:
+    """The command line of a docgen: rewrite `doc` as `fresh_text` makes it, or with `--check` exit 1 when
+    it is stale."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}",
+                                     description=f"Regenerate the schema tables of docs/{doc.name}.")
     parser.add_argument("--check", action="store_true", help="exit 1 when the page is out of date")
     args = parser.parse_args(argv)
-    current = DOC.read_text(encoding="utf-8")
-    fresh = render(current, load_schema("playbook"))
+    current = doc.read_text(encoding="utf-8")
+    fresh = fresh_text(current)
     if args.check:
         if fresh != current:
-            print(f"{DOC} is out of date: run python -m engine.playbooks.docgen", file=sys.stderr)
+            print(f"{doc} is out of date: run python -m {module}", file=sys.stderr)
             return 1
         return 0
-    DOC.write_text(fresh, encoding="utf-8")
+    doc.write_text(fresh, encoding="utf-8")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return regenerate(DOC, lambda text: render(text, load_schema("playbook")), "engine.playbooks.docgen", argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

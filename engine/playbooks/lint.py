@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -26,6 +26,7 @@ from engine.schemas import closest_name, fast_validator, load_schema, short_repr
 from engine.yaml_loader import Document, Loc, pointer_join
 
 SUFFIXES = (".yaml", ".yml")
+KIND_SUFFIX = ".problems.yaml"  # problem kinds (engine.problems.kinds), beside the playbooks
 STEP_RESULTS = ("stdout", "exit_code")
 AGENT_ACTIONS = ("restart_agent", "signal")
 
@@ -62,14 +63,19 @@ def lint_file(path: str | Path, config: Config | None = None) -> LintResult:
 
 
 def lint_paths(paths: list[str | Path], config: Config | None = None, jobs: int = 1) -> LintResult:
-    """Lint files and directories (their *.yaml and *.yml files, recursively, sorted).
+    """Lint files and directories (their *.yaml and *.yml files, recursively, sorted); `*.problems.yaml`
+    files are problem kinds, checked by `engine.problems.kinds`.
 
     `config`, when given, is checked against: agents named by `restart_agent` and `signal` must be
     declared in it. Ids repeated across files are reported at the later file, in path order.
     `jobs` > 1 checks files in that many forked processes: only for a single-threaded caller (the CLI).
     """
+    from engine.problems.kinds import lint_kind_files  # noqa: PLC0415 - that module imports this one
+
     files, problems = _expand_paths(paths)
-    reports = _check_files(files, config, jobs)
+    kind_files = [name for name in files if name.endswith(KIND_SUFFIX)]
+    problems.extend(lint_kind_files(kind_files))
+    reports = _check_files([name for name in files if not name.endswith(KIND_SUFFIX)], config, jobs)
     for report in reports:
         problems.extend(report.diagnostics)
     problems.extend(_duplicate_ids(reports))
@@ -126,7 +132,7 @@ def _expand_paths(paths: list[str | Path]) -> tuple[list[str], list[LintDiagnost
         path = Path(raw)
         if path.is_dir():
             try:
-                found = rule_files(path)
+                found = rule_files(path, of="all")
             except OSError as exc:
                 problems.append(LintDiagnostic(Loc(str(exc.filename or path), 1, 1),
                                                f"cannot list this directory: {exc.strerror or exc}", code="file"))
@@ -143,9 +149,10 @@ def _expand_paths(paths: list[str | Path]) -> tuple[list[str], list[LintDiagnost
     return list(dict.fromkeys(files)), problems
 
 
-def rule_files(root: str | Path) -> list[str]:
-    """The YAML files under `root`, sorted. Hidden files and directories (editor backups, .git) are skipped,
-    so are symlinked directories and anything but a regular file (a FIFO would block its reader).
+def rule_files(root: str | Path, of: Literal["playbooks", "kinds", "all"] = "playbooks") -> list[str]:
+    """The YAML files under `root`, sorted: the playbook files, the problem-kind files (`*.problems.yaml`) or
+    all. Hidden files and directories (editor backups, .git) are skipped, so are symlinked directories and
+    anything but a regular file (a FIFO would block its reader).
 
     OSError (missing, EACCES, EMFILE...) when any directory cannot be listed: a partial listing would
     look like deleted files.
@@ -160,7 +167,8 @@ def rule_files(root: str | Path) -> list[str]:
                 if entry.is_dir(follow_symlinks=False):
                     folders.append(entry.path)
                 elif entry.name.endswith(SUFFIXES) and entry.is_file():
-                    found.append(entry.path)
+                    if of == "all" or (of == "kinds") == entry.name.endswith(KIND_SUFFIX):
+                        found.append(entry.path)
     return sorted(found)
 
 

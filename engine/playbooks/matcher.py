@@ -94,7 +94,13 @@ def key_text(playbook: Playbook, event: dict[str, Any]) -> str:
     """The throttle-key value of `event` for `playbook`, as JSON text (`[]` for the one global key)."""
     if playbook.throttle is None or not playbook.throttle.key:
         return "[]"
-    values = [lookup(event, split_path(path)) for path in playbook.throttle.key]
+    return paths_text(playbook.throttle.key, event)
+
+
+def paths_text(paths: tuple[str, ...], event: dict[str, Any]) -> str:
+    """The values at `paths` in `event` as JSON text (absent: null; sorted keys), a hash when long: the one
+    form of a key value, for throttles and problem kinds alike."""
+    values = [lookup(event, split_path(path)) for path in paths]
     values = [None if value is MISSING else value for value in values]
     try:
         text = orjson.dumps(values, option=orjson.OPT_SORT_KEYS).decode()

@@ -1,0 +1,1 @@
+"""Problems: open faults as levels, their kinds declared in `rules/*.problems.yaml` (docs/problems.md)."""
