@@ -1,5 +1,6 @@
 """The demo worker: its day is repeatable and plausible, its posts have the contract's shapes, it rides
-out an engine that is restarting, and it stops cleanly on SIGTERM."""
+out an engine that is restarting (its heartbeats reaching the engine again within an interval of its return),
+and it stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import itertools
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from engine.demo.worker import ROLES, life
+from engine.demo.worker import BATCH_MAX, ROLES, Poster, Worker, life
 from engine.events import EventValidator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,3 +150,70 @@ def test_a_day_is_repeatable_and_mostly_healthy() -> None:
         assert durations[len(durations) // 2] < high * 1000 < durations[-1]  # slow tasks stand out
         spells = [step[2]["active"] for step in first if step[1] == "agent.learning"]
         assert spells and spells[::2] == [True] * len(spells[::2]) and not any(spells[1::2])
+
+
+class Engine:
+    """A stand-in for the engine on a simulated clock: `outage` is (start, end, answer while down)."""
+
+    def __init__(self, outage: tuple[float, float, tuple[int | None, float | None]]) -> None:
+        self.now = 0.0
+        self.outage = outage
+        self.posts: list[tuple[float, bool, list[dict[str, Any]]]] = []  # (when, taken, batch)
+
+    def send(self, batch: list[dict[str, Any]]) -> tuple[int | None, float | None]:
+        start, end, answer = self.outage
+        down = start <= self.now < end
+        self.posts.append((self.now, not down, batch))
+        return answer if down else (202, None)
+
+    def beats(self, taken: bool) -> list[float]:
+        """When posts carrying a heartbeat were made (and taken, or refused)."""
+        return [when for when, ok, batch in self.posts if ok == taken and any(e["type"] == "agent.heartbeat"
+                                                                              for e in batch)]
+
+
+def live(engine: Engine, worker: Worker, until: float) -> None:
+    """Run the worker's turns on the simulated clock, each when the worker asks for it."""
+    while engine.now < until:
+        wake = worker.tick(engine.now)
+        assert wake > engine.now, "a turn that asks to run again at once would spin"
+        engine.now = wake
+
+
+@pytest.mark.parametrize("answer", [(None, None), (503, 60.0)], ids=["refused", "retry-after-60s"])
+def test_after_a_15s_outage_the_first_heartbeat_reaches_the_engine_within_an_interval(answer):
+    engine = Engine((10.0, 25.0, answer))
+    worker = Worker("coder", "coder", 3.0, 0.2, 5, Poster("http://engine", None, 3.0, engine.send, random.Random(1)))
+    live(engine, worker, 60.0)
+
+    refused = engine.beats(taken=False)
+    assert refused[0] >= 10.0 and refused[-1] < 25.0
+    assert max(b - a for a, b in zip([10.0, *refused], [*refused, 25.0])) == pytest.approx(3.0)  # each interval
+    taken = [t for t in engine.beats(taken=True) if t >= 25.0]
+    assert taken[0] - 25.0 <= 3.0 + 1e-9  # before the engine's 3 s × 4 misses ran out, with time to spare
+    gaps = [b - a for a, b in zip(taken, taken[1:])]
+    assert gaps and all(gap == pytest.approx(3.0, abs=0.01) for gap in gaps[1:])  # the normal cadence again
+    kept = [e for _, ok, batch in engine.posts if ok for e in batch if e["type"] != "agent.heartbeat"]
+    made = [e for _, _, batch in engine.posts for e in batch if e["type"] != "agent.heartbeat"]
+    assert kept and {e["id"] for e in kept} == {e["id"] for e in made}  # the tasks of the outage arrive too
+
+
+def test_task_events_back_off_alone_but_never_hold_back_a_heartbeat():
+    engine = Engine((0.0, 100.0, (None, None)))
+    poster = Poster("http://engine", None, 3.0, engine.send, random.Random(1))
+    poster.add({"id": "t-1", "type": "agent.task_started", "data": {}})
+    while engine.now < 60.0:
+        poster.flush(engine.now)
+        engine.now = poster.next_try
+    assert engine.now - engine.posts[-1][0] > 3.0  # task events alone: the backoff grew past an interval
+
+    failed_at = engine.posts[-1][0]
+    poster.add({"id": "b-1", "type": "agent.heartbeat", "data": {}})
+    assert poster.next_try == pytest.approx(failed_at + 3.0)
+    for n in range(2, 2 + 2 * BATCH_MAX):  # a backlog of more than two batches
+        poster.add({"id": f"t-{n}", "type": "agent.task_started", "data": {}})
+    engine.outage = (0.0, 0.0, (None, None))  # the engine is back
+    poster.flush(poster.next_try)
+    first = engine.posts[-3][2]
+    assert len(first) == BATCH_MAX and first[-1]["id"] == "b-1"  # the heartbeat rides the first post
+    assert not poster.pending() and len({e["id"] for _, ok, batch in engine.posts if ok for e in batch}) == 202

@@ -9,7 +9,9 @@ scales every wait but the heartbeat (tests and quick demos run at `--pace 0.05`)
 Standard library only (one small process per agent). Events get their id and `ts` when they happen, so
 a post that is retried (the engine restarting, a lost response) is stored once and at its real time.
 While the engine cannot be reached, events wait in a bounded queue (only the newest heartbeat is kept:
-an old one says nothing) and posts are retried quietly with backoff. SIGTERM or SIGINT: exit 0.
+an old one says nothing) and posts are retried quietly with backoff, but never less often than once a
+heartbeat interval while a heartbeat waits: the engine declares an agent down after `interval × misses`
+of silence, and an engine restart must not cost healthy agents a restart. SIGTERM or SIGINT: exit 0.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -117,49 +119,71 @@ def life(role_name: str, rng: random.Random) -> Iterator[Step]:
             yield duration, "agent.task_done", {**task, "ok": True, "duration_ms": round(duration * 1000)}, "info"
 
 
-class Poster:
-    """Sends events to `POST /api/events` in batches, keeping them while the engine cannot take them."""
+# one post of a batch: (HTTP status, Retry-After seconds); status None when no answer came
+Send = Callable[[list[dict[str, Any]]], tuple[int | None, float | None]]
 
-    def __init__(self, url: str, token: str | None) -> None:
+
+class Poster:
+    """Sends events to `POST /api/events` in batches, keeping them while the engine cannot take them.
+
+    The newest heartbeat waits apart from the other events and rides in every post, so a backlog never
+    holds it back; while it waits, a failed post is retried within `heartbeat_s`, whatever the backoff
+    or a `Retry-After` say (other events alone back off up to 30 s)."""
+
+    def __init__(self, url: str, token: str | None, heartbeat_s: float, send: Send | None = None,
+                 jitter: random.Random | None = None) -> None:
         self._url = url.rstrip("/") + "/api/events"
         self._headers = {"Content-Type": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
+        self._send = send or self._post
+        self._heartbeat_s = heartbeat_s
         self._queue: deque[dict[str, Any]] = deque(maxlen=QUEUE_MAX)
-        self._jitter = random.Random()  # apart from the seeded behaviour, so retries do not shift it
+        self._beat: dict[str, Any] | None = None  # the newest heartbeat not posted yet
+        self._jitter = jitter or random.Random()  # apart from the seeded day, so retries do not shift it
         self._backoff = 0.0
-        self.next_try = 0.0  # monotonic time of the next attempt
+        self._failed_at = float("-inf")  # monotonic time of the last failed post
+        self._wait = 0.0  # how long after it the other events wait
         self._outage: str | None = None
+
+    @property
+    def next_try(self) -> float:
+        """Monotonic time of the next attempt: within a heartbeat interval of the failure while one waits."""
+        wait = min(self._wait, self._heartbeat_s) if self._beat is not None else self._wait
+        return self._failed_at + wait
 
     def add(self, event: dict[str, Any]) -> None:
         if event["type"] == "agent.heartbeat":
-            for queued in [e for e in self._queue if e["type"] == "agent.heartbeat"]:
-                self._queue.remove(queued)
-        self._queue.append(event)
+            self._beat = event
+        else:
+            self._queue.append(event)
 
     def pending(self) -> bool:
-        return bool(self._queue)
+        return self._beat is not None or bool(self._queue)
 
     def flush(self, now: float) -> None:
         """Post what is queued, a batch at a time, unless waiting out a failure."""
-        while self._queue and now >= self.next_try:
-            batch = [self._queue[i] for i in range(min(BATCH_MAX, len(self._queue)))]
-            status, retry_after = self._post(batch)
+        while self.pending() and now >= self.next_try:
+            beat = [self._beat] if self._beat is not None else []
+            batch = [self._queue[i] for i in range(min(BATCH_MAX - len(beat), len(self._queue)))] + beat
+            status, retry_after = self._send(batch)
             if status is not None and (200 <= status < 300 or status == 400):
                 if status == 400:  # the engine will never take this batch: do not retry it forever
                     say(f"engine refused {len(batch)} events (400); dropped")
-                for _ in batch:
+                for _ in range(len(batch) - len(beat)):
                     self._queue.popleft()
+                self._beat = None
                 if self._outage:
                     say("engine reachable again")
-                self._backoff, self._outage = 0.0, None
+                self._backoff, self._failed_at, self._wait, self._outage = 0.0, float("-inf"), 0.0, None
                 continue
             problem = f"HTTP {status}" if status is not None else "unreachable"
             if self._outage is None:
                 say(f"engine {problem} at {self._url}; retrying quietly")
             self._outage = problem
             self._backoff = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, self._backoff * 2))
-            self.next_try = now + (retry_after or self._backoff * self._jitter.uniform(0.5, 1.0))
+            self._failed_at = now
+            self._wait = retry_after or self._backoff * self._jitter.uniform(0.5, 1.0)
 
     def _post(self, batch: list[dict[str, Any]]) -> tuple[int | None, float | None]:
         """(status, Retry-After seconds) of one post; status None when no answer came."""
@@ -193,7 +217,10 @@ class Worker:
         self._ids = f"{agent}-{os.getpid()}-{time.time_ns() // 1_000_000:x}"
         self._count = 0
         self._status = "idle"
-        self._born = time.monotonic()
+        self._born = 0.0  # monotonic times: the first turn, the next heartbeat (None before), the next step
+        self._next_beat: float | None = None
+        self._next_step = 0.0
+        self._step: Step = (0.0, None, {}, "info")  # the day's next step, due at `_next_step`
 
     def event(self, type_: str, data: dict[str, Any], severity: str = "info") -> None:
         self._count += 1
@@ -207,25 +234,30 @@ class Worker:
         elif type_ == "agent.learning":
             self._status = "learning"
 
+    def tick(self, now: float) -> float:
+        """One turn at monotonic `now` (the first heartbeat at the first turn): the heartbeat when due, the
+        day's steps that are due, a flush; returns when the next turn is due."""
+        if self._next_beat is None:
+            self._step = next(self._day)
+            self._born = self._next_beat = now
+            self._next_step = now + self._step[0] * self.pace
+        if now >= self._next_beat:
+            self.event("agent.heartbeat", {"pid": os.getpid(), "role": self.role, "status": self._status,
+                                           "uptime_s": round(now - self._born, 1)})
+            self._next_beat = max(self._next_beat + self.heartbeat_s, now)
+        while now >= self._next_step:
+            _, type_, data, severity = self._step
+            if type_ is not None:
+                self.event(type_, data, severity)
+            self._step = next(self._day)
+            self._next_step += self._step[0] * self.pace
+        self.poster.flush(now)
+        return min(self._next_beat, self._next_step, self.poster.next_try if self.poster.pending() else self._next_beat)
+
     def run(self, stop: threading.Event) -> None:
-        """Until `stop` is set: the first heartbeat at once, then the day as it unfolds."""
-        now = time.monotonic()
-        next_beat = now
-        wait, type_, data, severity = next(self._day)
-        next_step = now + wait * self.pace
+        """Turn until `stop` is set."""
         while not stop.is_set():
-            now = time.monotonic()
-            if now >= next_beat:
-                self.event("agent.heartbeat", {"pid": os.getpid(), "role": self.role, "status": self._status,
-                                               "uptime_s": round(now - self._born, 1)})
-                next_beat = max(next_beat + self.heartbeat_s, now)
-            while now >= next_step:
-                if type_ is not None:
-                    self.event(type_, data, severity)
-                wait, type_, data, severity = next(self._day)
-                next_step += wait * self.pace
-            self.poster.flush(now)
-            wake = min(next_beat, next_step, self.poster.next_try if self.poster.pending() else next_beat)
+            wake = self.tick(time.monotonic())
             stop.wait(max(0.0, wake - time.monotonic()))
 
 
@@ -247,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     say(f"{agent} ({args.role}) reporting to {url}, pid {os.getpid()}")
-    Worker(agent, args.role, args.heartbeat, args.pace, args.seed, Poster(url, os.environ.get("AIOS_TOKEN"))).run(stop)
+    poster = Poster(url, os.environ.get("AIOS_TOKEN"), args.heartbeat)
+    Worker(agent, args.role, args.heartbeat, args.pace, args.seed, poster).run(stop)
     say(f"{agent} stopping")
     return 0
 
