@@ -130,15 +130,16 @@ class Dispatcher:
         """The stored decisions about the matcher's candidates that do not run (and, for an event that opens
         a problem, that no exclusive playbook can act on it); None when the rate limit holds them all back."""
         batch = []
-        for aside in asides:
-            repeats = 0 if redecision else self.limiter.admit(aside.playbook_id, aside.key, aside.kind)
+        for aside in asides:  # a problem needs the answers about its fixes; notifications beside them are limited
+            exclusive = aside.playbook.exclusive if aside.playbook else True
+            repeats = 0 if redecision and exclusive else self.limiter.admit(aside.playbook_id, aside.key, aside.kind)
             if repeats is not None:
                 priority = decision_priority(aside.playbook.priority if aside.playbook else None, event)
                 batch.append(set_aside_data(playbook=aside.playbook_id, priority=priority, cause=event.get("id"),
                                             reason=aside.reason if aside.kind == "sustained" else aside.kind,
                                             detail=_matcher_detail(aside),
                                             retry_at=aside.retry_at, repeats=repeats, redecision=redecision,
-                                            exclusive=aside.playbook.exclusive if aside.playbook else True))
+                                            exclusive=exclusive))
         if no_playbook:
             repeats = 0 if redecision else self.limiter.admit("", str(event.get("type")), "no_playbook")
             if repeats is not None:
