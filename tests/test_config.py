@@ -133,7 +133,7 @@ def test_without_aios_yaml_commands_use_the_embedded_demo_config(tmp_path: Path)
     assert check.returncode == 0 and check.stdout.strip() == f"{ROOT / 'engine' / 'resources' / 'aios.yaml'}: ok"
     lint = run_cli("lint", cwd=tmp_path)
     assert lint.returncode == 0, lint.stdout
-    assert lint.stderr.strip() == "0 errors, 0 warnings in 6 files"
+    assert lint.stderr.strip() == "0 errors, 0 warnings in 7 files"  # 6 playbook files and the problem kinds
     (tmp_path / "aios.yaml").write_text("agents: {}\n")  # a local file wins: its rules_dir is ./rules
     local = run_cli("lint", cwd=tmp_path)
     assert local.returncode == 1 and local.stdout.strip() == "rules:1:1: error: no such file or directory"
