@@ -238,6 +238,16 @@ async def get_run(request: web.Request) -> web.Response:
     return json_response(record.to_dict())
 
 
+async def get_problems(request: web.Request) -> web.Response:
+    return json_response({"problems": request.app[ENGINE].problems_view(_flag(request, "open"))})
+
+
+async def get_problem(request: web.Request) -> web.Response:
+    problem_id = request.match_info["problem_id"]
+    found = request.app[ENGINE].problem(problem_id)
+    return json_response(found) if found is not None else error(404, f"no problem {problem_id}")
+
+
 async def post_rollback(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     run_id = request.match_info["run_id"]
@@ -289,6 +299,8 @@ def build_app(engine: EngineAPI) -> web.Application:
     app.router.add_get("/api/health", get_health)
     app.router.add_get("/api/agents", get_agents)
     app.router.add_get("/api/playbooks", get_playbooks)
+    app.router.add_get("/api/problems", get_problems)
+    app.router.add_get("/api/problems/{problem_id}", get_problem)
     app.router.add_get("/api/runs", get_runs)
     app.router.add_get("/api/runs/{run_id}", get_run)
     app.router.add_post("/api/runs/{run_id}/rollback", post_rollback)

@@ -37,6 +37,12 @@ class EngineAPI(Protocol):
 
     def playbooks_view(self) -> dict[str, Any]: ...
 
+    def problems_view(self, open_only: bool) -> list[dict[str, Any]]:
+        """Problem summaries, newest first (docs/problems.md)."""
+
+    def problem(self, problem_id: str) -> dict[str, Any] | None:
+        """One problem with its timeline; None when unknown."""
+
     def render_metrics(self) -> tuple[bytes, str]:
         """The Prometheus text and its content type."""
 
