@@ -185,6 +185,46 @@ def test_missed_heartbeats_on_an_injected_clock(make):
     asyncio.run(scenario())
 
 
+def test_a_silent_agent_that_speaks_again_is_recovered_but_one_whose_process_exited_is_not(make):
+    clock = Clock(1000.0)
+    beat = {"interval": "1s", "misses": 3}
+    sup, events = make({"coder": {"command": SLEEPER, "heartbeat": beat},
+                        "quitter": {"command": SLEEPER, "heartbeat": beat}}, clock=clock)
+
+    def heartbeat(name: str) -> list[dict[str, Any]]:
+        return sup.note({"type": "agent.heartbeat", "agent": name, "data": {"pid": pids[name]}})
+
+    async def scenario() -> None:
+        await sup.start()
+        pids.update({e["agent"]: e["data"]["pid"] for e in events})
+        clock.now = 1001.0
+        assert heartbeat("coder") == heartbeat("quitter") == []  # up: nothing to say
+        await sup.check(1004.0)
+        assert {e["agent"]: (e["type"], e["data"]["reason"], e["data"]["silent_s"]) for e in events[2:]} == \
+            {name: ("agent.down", "heartbeat", 3.0) for name in pids}
+
+        os.kill(pids["quitter"], signal.SIGKILL)  # gone while it is down for its silence
+        deadline = time.monotonic() + 5
+        while sup.local.pid("quitter") is not None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        clock.now = 1010.0
+        assert heartbeat("coder") == [{"type": "agent.recovered", "source": "engine.supervisor", "agent": "coder",
+                                       "severity": "info",
+                                       "data": {"reason": "heartbeat", "silent_s": 9.0, "pid": pids["coder"]}}]
+        assert heartbeat("coder") == []  # once per episode
+        assert heartbeat("quitter") == []  # an exited agent comes back only through a restart
+        assert {row["name"]: row["state"] for row in sup.view()} == {"coder": "running", "quitter": "down"}
+        await sup.check(1012.9)
+        assert len(events) == 4  # coder's new episode starts from its last heartbeat
+        await sup.check(1013.0)
+        assert (events[-1]["type"], events[-1]["agent"], events[-1]["data"]["reason"]) == \
+            ("agent.down", "coder", "heartbeat")
+
+    pids: dict[str, int] = {}
+    asyncio.run(scenario())
+
+
 def test_a_second_supervisor_adopts_the_running_agents_and_can_restart_them(make, url):
     agents = {"coder": {"command": PARENT}, "analyst": {"command": SLEEPER}}
     first, first_events = make(agents)

@@ -2,8 +2,9 @@
 
 The supervisor starts each agent (or adopts the one an earlier engine left running), watches it, and
 reports: `agent.started` when it starts or is adopted, one `agent.down` when its process ends or its
-heartbeats stop. It never restarts anything by itself: restarts come only through `restart()`, which the
-`restart_agent` action calls, so that playbooks' throttles, budgets and silences apply.
+heartbeats stop, `agent.recovered` when a silent agent speaks again by itself. It never restarts anything
+by itself: restarts come only through `restart()`, which the `restart_agent` action calls, so that
+playbooks' throttles, budgets and silences apply.
 
 Pidfiles (`data/agents/<name>.pid`, JSON `{pid, create_time, marker, started, restarts, command}`) let the
 next engine adopt an agent: a pid is trusted only when the process it names has the recorded create_time
@@ -12,8 +13,9 @@ agent. Output goes from the agent through its log pump into `data/agents/<name>.
 by the pump (`engine/agents/logpump.py`), so it survives an engine restart. Starts and pidfile writes run
 in worker threads, off the event loop.
 
-The engine calls `start()` once, `note(event)` for every `agent.*` event, `check(now)` about every second
-and `close()` on its way out; `pids()` may be called from any thread.
+The engine calls `start()` once, `note(event)` for every `agent.*` event (it emits the events `note`
+returns), `check(now)` about every second and `close()` on its way out; `pids()` may be called from any
+thread.
 """
 from __future__ import annotations
 
@@ -155,31 +157,40 @@ class Supervisor:
         self._live = {}
 
     # -- what the engine feeds in ----------------------------------------------------------------------
-    def heartbeat(self, event: dict[str, Any]) -> None:
-        """An `agent.heartbeat`: the agent is alive. It ends a heartbeat `agent.down` episode when its
-        process runs (an exited agent comes back only through a restart)."""
+    def heartbeat(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """An `agent.heartbeat`: the agent is alive. It ends a heartbeat `agent.down` episode when its process
+        runs (an exited agent comes back only through a restart) and returns the `agent.recovered` that says
+        so (`silent_s`: since the previous heartbeat, else since the start), for the caller to emit; else []."""
         agent = self._agent_of(event)
         if agent is None:
-            return
-        agent.last_heartbeat = self._clock()
-        if agent.declared:
-            if agent.down is not None and self.local.pid(event["agent"]) is not None:
-                agent.down = None
-        else:
+            return []
+        now = self._clock()
+        silent_s = now - agent.silent_since(now)
+        agent.last_heartbeat = now
+        if not agent.declared:
             pid = (event.get("data") or {}).get("pid")
             agent.reported_pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+            return []
+        if agent.down is None or agent.down.get("reason") != "heartbeat":
+            return []
+        pid = self.local.pid(event["agent"])
+        if pid is None:
+            return []
+        agent.down = None
+        return [{"type": "agent.recovered", "source": SOURCE, "agent": event["agent"], "severity": "info",
+                 "data": {"reason": "heartbeat", "silent_s": round(silent_s, 1), "pid": pid}}]
 
-    def note(self, event: dict[str, Any]) -> None:
-        """Any `agent.*` event: heartbeats, and what the agent is doing, for `view()`."""
+    def note(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Any `agent.*` event: heartbeats, and what the agent is doing, for `view()`. Returns the events the
+        engine must emit in answer (`agent.recovered`), usually none; synchronous, for the decision loop."""
         kind = event.get("type")
         if kind == "agent.heartbeat":
-            self.heartbeat(event)
-            return
+            return self.heartbeat(event)
         if kind not in ("agent.task_started", "agent.task_done", "agent.learning"):
-            return
+            return []
         agent = self._agent_of(event)
         if agent is None:
-            return
+            return []
         data = event.get("data") or {}
         if kind == "agent.task_started":
             agent.activity, agent.task = "working", str(data.get("task") or "") or None
@@ -187,6 +198,7 @@ class Supervisor:
             agent.activity, agent.task = None, None
         else:
             agent.activity = "learning" if data.get("active") is True else None
+        return []
 
     async def check(self, now: float) -> None:
         """Report each declared agent that exited or went silent (once per episode); write pidfiles the
