@@ -292,7 +292,8 @@ class Engine:
         event_type = event["type"]
         self.metrics.count_ingested(event_type)
         if event_type.startswith("agent."):
-            self.supervisor.note(event)
+            for answer in self.supervisor.note(event):  # agent.recovered: a silent agent heard from again
+                self._emit_later(answer)
         level = STORY_TYPES.get(event_type)
         if level is not None:
             story.log(level, event_type, extra={"event": event.get("id"), "agent": event.get("agent"),
