@@ -28,8 +28,9 @@ RUN_ENDS = ("reactor.succeeded", "reactor.failed")  # every run ends with one of
 FAILED_STATUSES = ("failed", "timeout")  # a run that ended so counts as tried; cancelled/error do not
 ACCEPTED = ("queued", "waiting")
 MAX_BACKOFF_S = 300.0
-AWAIT_DECISION_S = 30.0  # a re-decision whose decision never came back is asked again after this
+AWAIT_DECISION_S = 30.0  # a re-decision whose answer never came back (a lost event) is asked again after this
 RESTART_GRACE_S = 3.0  # re-decide open problems this long after a restart (recovered runs announce first)
+AWAITING = "no answer to the last re-decision"
 TIMELINE_HEAD, TIMELINE_TAIL = 20, 180
 MAX_OPEN = 2_000
 MAX_RESOLVED = 1_000
@@ -54,7 +55,6 @@ class Problem:
     next_at: float | None = None  # when to decide it again (None: only on news)
     why: str = ""  # why it is decided again at next_at
     backoff_s: float = 0.0
-    asked_at: float | None = None  # a re-decision was handed out and its decision has not come back
     escalated_at: float | None = None
     resolved_at: float | None = None
     heal_s: float | None = None
@@ -275,8 +275,6 @@ class Book:
             if data.get(name) is not None:
                 entry[name] = data[name]
         problem.note(entry)
-        if data.get("redecision"):
-            problem.asked_at = None
         now = self._clock()
         if data.get("exclusive") is False:  # a notification beside the fix: shown, but it heals nothing
             return
@@ -288,17 +286,18 @@ class Book:
             return
         if outcome in ("dropped", "displaced") and isinstance(run_id, str):
             problem.active.discard(run_id)
-        reason = str(data.get("reason") or outcome)
-        problem.reasons[f"{playbook or 'no playbook'}: {reason}"] = str(data.get("detail") or reason)
+        # set_aside carries a reason code and a detail; the scheduler's refusals (coalesced, queue_full,
+        # stopping) carry their sentence as the reason: the outcome is their code
+        reason = str(data.get("reason") or outcome) if outcome == "set_aside" else str(outcome)
+        detail = data.get("detail") if outcome == "set_aside" else data.get("reason")
+        problem.reasons[f"{playbook or 'no playbook'}: {reason}"] = str(detail or reason)
         if reason == "no_playbook":
             self._escalate(problem, now)
-        self._plan(problem, now, data.get("retry_at"), f"{reason} lapsed", fresh=not data.get("redecision"))
+        self._plan(problem, now, data.get("retry_at"), f"{reason} lapsed")
 
-    def _plan(self, problem: Problem, now: float, retry_at: Any, why: str, fresh: bool) -> None:
+    def _plan(self, problem: Problem, now: float, retry_at: Any, why: str) -> None:
         """When to decide a set-aside problem again: when its reason lapses (the earliest of its reasons'
         lapses), else at the resync backoff."""
-        if not fresh:  # the same answer to a re-decision: ask less often
-            problem.backoff_s = min(MAX_BACKOFF_S, max(self.resync_s, problem.backoff_s * 2))
         at, reason_why = now + problem.backoff_s, "resync"
         if isinstance(retry_at, str):
             try:
@@ -307,7 +306,7 @@ class Book:
                 lapse = None
             if lapse is not None:  # known: no use asking before it
                 at, reason_why = max(lapse, now), why
-        if problem.next_at is None or at < problem.next_at or not fresh:
+        if problem.next_at is None or at < problem.next_at or problem.why == AWAITING:  # the earliest answer wins
             problem.next_at, problem.why = at, reason_why
         problem.dirty = True
 
@@ -351,10 +350,10 @@ class Book:
                 self._escalate(problem, now)
             if not self.redecide or problem.active or problem.next_at is None or now < problem.next_at:
                 continue
-            if problem.asked_at is not None and now - problem.asked_at < AWAIT_DECISION_S:
-                continue
-            problem.asked_at = now
-            why, problem.next_at = problem.why, None
+            if problem.why == "resync":  # nothing lapsed, the answer is likely the same: ask less often
+                problem.backoff_s = min(MAX_BACKOFF_S, max(self.resync_s, problem.backoff_s * 2))
+            why = problem.why  # until its answer comes back (and plans the next one), ask again only if it is lost
+            problem.next_at, problem.why = now + AWAIT_DECISION_S, AWAITING
             problem.note({"ts": format_ts(now), "type": "redecision", "why": why})
             out.append(Redecision(problem.id, problem.cause, why, frozenset(problem.tried)))
         return out
@@ -384,7 +383,6 @@ class Book:
         for problem in problems:
             if problem.status == "open":
                 problem.active.clear()
-                problem.asked_at = None
                 problem.next_at, problem.why = now + RESTART_GRACE_S, "engine restarted"
                 self._admit(problem)
                 for entry in problem.timeline:  # its events and runs are still its own
