@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from engine.config import Config, load_config
+from engine.problems.book import Problem
 from engine.service.api import build_app
 from engine.service.edge import make_runner
 from engine.service.encodings import SUPPORTED
@@ -52,6 +53,7 @@ class FakeEngine:
     intake: RecordingIntake = field(default_factory=RecordingIntake)
     metrics: Metrics = field(default_factory=Metrics)
     compactions: list[bool] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # newest first, as the book lists them
 
     def overloaded(self) -> tuple[str, int] | None:
         return self.overload
@@ -62,6 +64,12 @@ class FakeEngine:
     async def compact(self, dry_run: bool) -> dict[str, Any]:
         self.compactions.append(dry_run)
         return {"dry_run": dry_run, "deleted": ["2026-01-01"], "archived": []}
+
+    def problems_view(self, open_only: bool) -> list[dict[str, Any]]:
+        return [p.summary() for p in self.problems if not open_only or p.status == "open"]
+
+    def problem(self, problem_id: str) -> dict[str, Any] | None:
+        return next((p.as_dict() for p in self.problems if p.id == problem_id), None)
 
 
 def fake_engine(tmp_path: Path, server: str = TIMEOUTS, **kw: Any) -> FakeEngine:
@@ -320,5 +328,34 @@ def test_a_bad_time_in_a_query_is_a_400_saying_what_is_accepted(tmp_path: Path):
         assert bad.status == 400 and "use RFC 3339" in (await bad.json())["error"]
         good = await http.get("/api/events", params={"since": "15m"})
         assert good.status == 200 and (await good.json()) == {"events": [], "next": None}
+
+    run(engine, body)
+
+
+def test_problems_are_listed_newest_first_as_summaries_and_one_comes_whole_with_its_timeline(tmp_path: Path):
+    healed = Problem("pr-01OLD", "agent-down", '["coder"]', {"agent": "coder"}, 1_700_000_000.0, {"id": "e1"},
+                     status="resolved", heal_s=7.4, run_id="run1", resolved_at=1_700_000_007.4)
+    healed.note({"ts": "2023-11-14T22:13:20.000000Z", "id": "e1", "type": "agent.down", "what": "opened"})
+    fresh = Problem("pr-01NEW", "cpu-spike", '["h1"]', {"host": "h1"}, 1_700_000_100.0, {"id": "e2"})
+    engine = fake_engine(tmp_path, problems=[fresh, healed])
+
+    async def body(port, http):
+        listed = await http.get("/api/problems")
+        assert listed.status == 200 and listed.content_type == "application/json"
+        assert (await listed.json()) == {"problems": [fresh.summary(), healed.summary()]}
+        assert "timeline" not in (await listed.json())["problems"][1]
+        for flag in ("1", "true"):
+            only_open = await (await http.get("/api/problems", params={"open": flag})).json()
+            assert [p["id"] for p in only_open["problems"]] == ["pr-01NEW"]
+        typo = await http.get("/api/problems", params={"open": "maybe"})
+        assert typo.status == 400 and "open must be" in (await typo.json())["error"]
+        one = await http.get("/api/problems/pr-01OLD")
+        assert one.status == 200 and one.content_type == "application/json"
+        whole = await one.json()
+        assert whole == json.loads(json.dumps(healed.as_dict()))
+        assert whole["timeline"][0]["what"] == "opened" and whole["heal_s"] == 7.4
+        unknown = await http.get("/api/problems/pr-01NOPE")
+        assert unknown.status == 404 and unknown.content_type == "application/json"
+        assert (await unknown.json()) == {"error": "no problem pr-01NOPE"}
 
     run(engine, body)

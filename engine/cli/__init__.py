@@ -21,6 +21,7 @@ COMMANDS = {
     "compact": "compact",
     "runs": "runs",
     "rollback": "rollback",
+    "problems": "problems",
     "config": "config_check",
 }
 
