@@ -35,6 +35,7 @@ TIMELINE_HEAD, TIMELINE_TAIL = 20, 180
 MAX_OPEN = 2_000
 MAX_RESOLVED = 1_000
 MAX_CAUSES = 50_000
+MAX_RUNS = 50  # runs remembered per problem
 
 
 @dataclass(slots=True)
@@ -232,6 +233,8 @@ class Book:
             problem = self.open.get((kind.kind, kind.key_of(event)))
             if problem is None:
                 continue
+            if len(problem.progress) != len(kind.resolved_by):  # the kind was edited: its sequences start over
+                problem.progress = [0] * len(kind.resolved_by)
             for i, sequence in enumerate(kind.resolved_by):
                 if problem.progress[i] < len(sequence) and sequence[problem.progress[i]].matches(event):
                     problem.progress[i] += 1
@@ -324,6 +327,8 @@ class Book:
         problem.note(entry)
         if event_type in ("reactor.started", "reactor.resumed"):
             problem.runs[run_id] = f"{playbook}:running"
+            while len(problem.runs) > MAX_RUNS:  # a crash loop over days: the newest runs are the ones that tell
+                del problem.runs[next(iter(problem.runs))]
             problem.active.add(run_id)
             self._by_cause[run_id] = problem.id
         elif event_type in RUN_ENDS:
