@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Sequence
 from typing import Any
 
 from engine.admission.announce import AsideLimiter, set_aside_data
@@ -62,6 +62,27 @@ def touched_agents(event: dict[str, Any], targets: set[str]) -> set[str]:
     return (targets | {event["agent"]}) if isinstance(event.get("agent"), str) else set(targets)
 
 
+def check_guards(playbook: Playbook, event: dict[str, Any], key: Hashable, declared: Collection[str],
+                 loop: LoopGuard, breaker: CircuitBreaker, budget: Budget) -> tuple[SetAside | None, set[str]]:
+    """Why a run of `playbook` for `event` would be set aside now (None: it may go), spending nothing; and
+    the agents it would spend budget on, for `commit_guards`. One function for the engine and `replay`, so a
+    backtest applies the guards in the same order as the live engine."""
+    targets = target_agents(playbook, event)
+    touched = touched_agents(event, targets) if playbook.exclusive else set()  # targets rendered once
+    unknown = sorted(targets - set(declared))
+    if unknown:
+        return SetAside("unknown_agent", f"not a declared agent: {', '.join(unknown)} (agents in aios.yaml)"), touched
+    return loop.check(playbook.id, event) or breaker.check(key) or budget.check(touched), touched
+
+
+def commit_guards(playbook: Playbook, event: dict[str, Any], key: Hashable, touched: set[str],
+                  loop: LoopGuard, breaker: CircuitBreaker, budget: Budget) -> None:
+    """Spend what a run that is certain to go spends: its loop-guard hit, a half-open breaker's probe, budget."""
+    loop.commit(playbook.id, event)
+    breaker.commit(key)
+    budget.commit(touched)
+
+
 class Dispatcher:
     def __init__(self, *, emitter: EngineEmitter, breaker: CircuitBreaker, budget: Budget, loop: LoopGuard,
                  declared: Callable[[], Collection[str]], scheduler: Scheduler | None = None,
@@ -89,26 +110,15 @@ class Dispatcher:
         """Guards, then the scheduler, for a job built by the caller (a recovered run keeps its run id)."""
         assert self.scheduler is not None
         playbook, event = job.playbook, job.event
-        targets = target_agents(playbook, event)
-        touched = touched_agents(event, targets) if playbook.exclusive else set()  # targets rendered once
-        aside = self._check(job, targets, touched)
+        aside, touched = check_guards(playbook, event, job.key, self.declared(), self.loop, self.breaker, self.budget)
         if aside is not None:
             await self._set_aside(job, aside)
             return "set_aside"
         outcome, reason = self.scheduler.place(job)
         if outcome in ACCEPTED:  # certain to run: only now is anything spent (before any other placement)
-            self.loop.commit(playbook.id, event)
-            self.breaker.commit(job.key)
-            self.budget.commit(touched)
+            commit_guards(playbook, event, job.key, touched, self.loop, self.breaker, self.budget)
         await self.scheduler.announce(job, outcome, reason)
         return outcome
-
-    def _check(self, job: Job, targets: set[str], touched: set[str]) -> SetAside | None:
-        unknown = sorted(targets - set(self.declared()))
-        if unknown:
-            return SetAside("unknown_agent", f"not a declared agent: {', '.join(unknown)} (agents in aios.yaml)")
-        return (self.loop.check(job.playbook.id, job.event) or self.breaker.check(job.key)
-                or self.budget.check(touched))
 
     async def _set_aside(self, job: Job, aside: SetAside) -> None:
         redecision = job.extra.get("redecision")
