@@ -261,7 +261,7 @@ class Book:
         self._on_healed(problem.heal_s)
         log.info("problem resolved", extra={"problem": problem.id, "kind": problem.kind, "heal_s": problem.heal_s,
                                             "run_id": problem.run_id})
-        data: dict[str, Any] = {"heal_s": problem.heal_s}
+        data: dict[str, Any] = {"heal_s": problem.heal_s, "by": by}
         if problem.run_id:
             data["run_id"] = problem.run_id
         self._announce("problem.resolved", problem, data, "info", event)
