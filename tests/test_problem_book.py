@@ -168,10 +168,14 @@ def test_open_problems_come_back_from_their_files_and_are_decided_again_after_a_
     raw, newest = files.load()
     fresh, clock2, emitted = make()
     clock2.now = clock.now + 60
-    fresh.restarted([Problem.from_dict(item) for item in raw])
+    stale = ev(clock, "agent.started")  # stored before the kill: read again at start, it must not count
+    stale["ts"] = format_ts(T0 - 10)
+    again_down = {**down}  # in the timeline already: not folded twice
+    missed = [again_down, decision(clock, down, "queued", "r1"), stale, ev(clock, "agent.heartbeat")]
+    fresh.restarted([Problem.from_dict(item) for item in raw], missed)
     [problem] = fresh.problems(open_only=True)
-    assert problem.active == set() and problem.why == "engine restarted"
-    assert fresh.seen(down["id"])  # catch-up will not fold its opening event twice
+    assert problem.events == 1 and problem.progress == [0, 0]
+    assert problem.active == set() and problem.why == "engine restarted"  # r1 died with the old engine
     assert fresh.due() == []
     clock2.now += 3
     [again] = fresh.due()

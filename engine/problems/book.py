@@ -146,6 +146,7 @@ class Book:
         self.resolved_total: dict[tuple[str, str], int] = {}
         self.escalated_total: dict[str, int] = {}
         self._on_healed = on_healed  # time to heal, for the histogram in /metrics
+        self._catching_up = False
         self._resolvers: dict[str, list[Kind]] = {}
         self.set_kinds(kinds)
 
@@ -197,6 +198,8 @@ class Book:
         key = kind.key_of(event)
         now = event_time(event, self._clock())
         problem = self.open.get((kind.kind, key))
+        if problem is not None and self._catching_up and now < event_time(problem.cause, 0.0):
+            return  # read again after a restart, older than what the problem already holds
         if problem is not None:  # joins: the latest event is what a re-decision matches
             problem.events += 1
             problem.cause = event
@@ -233,6 +236,8 @@ class Book:
             problem = self.open.get((kind.kind, kind.key_of(event)))
             if problem is None:
                 continue
+            if self._catching_up and event_time(event, 0.0) < event_time(problem.cause, 0.0):
+                continue  # an old event read again after a restart: it came before the problem
             if len(problem.progress) != len(kind.resolved_by):  # the kind was edited: its sequences start over
                 problem.progress = [0] * len(kind.resolved_by)
             for i, sequence in enumerate(kind.resolved_by):
@@ -381,26 +386,34 @@ class Book:
             if not problem.active:
                 problem.next_at, problem.why = now, "rules reloaded"
 
-    def restarted(self, problems: Iterable[Problem]) -> None:
-        """Problems loaded from disk after a restart: their runs died with the engine (a recovered run
-        announces itself again); each is decided again shortly."""
-        now = self._clock()
+    def restarted(self, problems: Iterable[Problem], missed: Iterable[dict[str, Any]] = ()) -> None:
+        """After a restart: the problems from their files, then the stored events they missed (stored after
+        a file was last written), each folded once: an event already in a timeline is skipped, and a
+        resolving event older than the problem's latest opening cannot resolve it. Runs died with the old
+        engine (a recovered one announces itself again), so each open problem is decided again shortly."""
+        known: set[str] = set()
         for problem in problems:
-            if problem.status == "open":
-                problem.active.clear()
-                problem.next_at, problem.why = now + RESTART_GRACE_S, "engine restarted"
-                self._admit(problem)
-                for entry in problem.timeline:  # its events and runs are still its own
-                    for ref in (entry.get("id") if entry.get("what") in ("opened", "joined") else None,
-                                entry.get("run_id")):
-                        if isinstance(ref, str):
-                            self._by_cause[ref] = problem.id
-            else:
+            known.update(entry["id"] for entry in problem.timeline if isinstance(entry.get("id"), str))
+            if problem.status != "open":
                 self.resolved[problem.id] = problem
-
-    def seen(self, event_id: str) -> bool:
-        """Whether `event_id` is already in a problem's timeline (catch-up after a restart skips it)."""
-        return self._by_cause.peek(event_id) is not None
+                continue
+            self._admit(problem)
+            for entry in problem.timeline:
+                for ref in (entry.get("id") if entry.get("what") in ("opened", "joined") else None,
+                            entry.get("run_id")):
+                    if isinstance(ref, str):  # its events and runs are still its own
+                        self._by_cause[ref] = problem.id
+        self._catching_up = True
+        try:
+            for event in missed:
+                if event.get("id") not in known:
+                    self.fold(event)
+        finally:
+            self._catching_up = False
+        now = self._clock()
+        for problem in self.open.values():
+            problem.active.clear()
+            problem.next_at, problem.why = now + RESTART_GRACE_S, "engine restarted"
 
     # -- out ------------------------------------------------------------------------------------------
     def _announce(self, type_: str, problem: Problem, data: dict[str, Any], severity: str,

@@ -203,14 +203,11 @@ class Engine:
                 loaded.append(Problem.from_dict(item))
             except (KeyError, TypeError, ValueError) as exc:
                 log.error("problem file skipped", extra={"problem": item.get("id"), "error": repr(exc)})
-        self.book.restarted(loaded)
-        if not newest:
-            return
-        since = datetime.fromtimestamp(newest - CATCH_UP_S, timezone.utc)
-        missed = await asyncio.to_thread(lambda: list(read_events(self.events_dir, since=since)))
-        for event in missed:
-            if not self.book.seen(str(event.get("id"))):
-                self.book.fold(event)
+        missed: list[dict[str, Any]] = []
+        if newest:
+            since = datetime.fromtimestamp(newest - CATCH_UP_S, timezone.utc)
+            missed = await asyncio.to_thread(lambda: list(read_events(self.events_dir, since=since)))
+        self.book.restarted(loaded, missed)
         log.info("problems loaded", extra={"open": len(self.book.open), "resolved": len(self.book.resolved),
                                            "caught_up": len(missed)})
 
