@@ -1,10 +1,12 @@
-"""`aios-engine replay --events FILE|DIR [--rules DIR] [--since T] [--until T] [--format text|json]`.
+"""`aios-engine replay --events FILE|DIR [--rules DIR] [--config FILE] [--since T] [--until T]
+[--format text|json]`.
 
 Backtest: which playbook each stored event would trigger, sustained and throttle applied with the
-events' own times; runs no action. `--events` takes an NDJSON file (or .gz) or a store directory
-(raw days and `archive/`); by default the data directory's `events/`, or with `--url` the running
-engine's store (`GET /api/events`). Rule files with errors are skipped (their lint lines on stderr)
-and the rest replayed. A summary ends the output.
+events' own times, then the live engine's guards (declared agents and `reactor` limits from the config,
+found as `lint` finds it) and coalescing, with run outcomes from the history; runs no action. `--events`
+takes an NDJSON file (or .gz) or a store directory (raw days and `archive/`); by default the data
+directory's `events/`, or with `--url` the running engine's store (`GET /api/events`). Rule files with
+errors are skipped (their lint lines on stderr) and the rest replayed. A summary ends the output.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from engine.admission.backtest import Admission
 from engine.cli import UserError
 from engine.cli.client import Client
 from engine.cli.common import add_state_args, config_from, data_dir_from, parse_when
@@ -73,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     index = _index(Path(args.rules) if args.rules else config.rules_dir, config)
     summary = Summary(sorted(index.playbooks))
     out = sys.stdout
-    for event, match in replay(_events(args, config), index, summary):
+    admission = Admission(index, config.raw["reactor"], config.agents)
+    for event, match in replay(_events(args, config), index, summary, admission):
         if args.format == "json":
             out.writelines(orjson.dumps(record).decode() + "\n" for record in json_records(match))
         else:

@@ -1,8 +1,10 @@
 """Backtest (contract §3): which playbook each stored event would have triggered. Runs no action.
 
 Deterministic: events in store order (day by day, raw and archived, file order within a day), and
-each event's own `ts` is the matcher's clock, so `sustained` and `throttle` windows are those of the
-time the events happened. An event without a readable `ts` takes the time of the one before it.
+each event's own `ts` is the clock, so `sustained` and `throttle` windows, and the guards' (budget,
+breaker, loop), are those of the time the events happened. An event without a readable `ts` takes the
+time of the one before it. After the matcher, each decision goes through the live engine's admission
+(`engine.admission.backtest`): guards and coalescing, with run outcomes taken from the history.
 """
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.admission.backtest import Admission
 from engine.events import parse_ts
 from engine.playbooks.compiler import Index
 from engine.playbooks.matcher import Match, Matcher
 
-KINDS = ("disabled", "sustained", "throttled", "outranked")
+KINDS = ("disabled", "sustained", "throttled", "outranked")  # the matcher's reasons
+GUARDS = ("budget", "circuit open", "unknown_agent", "loop", "coalesced")  # admission's: the scheduler's last
 
 
 @dataclass(slots=True)
@@ -49,22 +53,27 @@ class Summary:
     def text(self) -> list[str]:
         """A table: one row per playbook, a column per kind of reason."""
         width = max([len("playbook"), *map(len, self.playbooks)])
+        columns = [(kind, max(10, len(kind))) for kind in (*KINDS, *GUARDS)]
         lines = [f"{self.events} events, {self.matched} with candidates, {self.triggering} triggering "
                  f"events, {sum(self.fired.values())} runs",
-                 f"{'playbook':<{width}}  {'fired':>7}" + "".join(f"  {kind:>10}" for kind in KINDS)]
+                 f"{'playbook':<{width}}  {'fired':>7}" + "".join(f"  {kind:>{w}}" for kind, w in columns)]
         for pid in self.playbooks:
             counts = self.suppressed.get(pid, Counter())
-            lines.append(f"{pid:<{width}}  {self.fired[pid]:>7}" + "".join(f"  {counts[kind]:>10}" for kind in KINDS))
+            lines.append(f"{pid:<{width}}  {self.fired[pid]:>7}"
+                         + "".join(f"  {counts[kind]:>{w}}" for kind, w in columns))
         return lines
 
 
-def replay(events: Iterable[dict[str, Any]], index: Index, summary: Summary) -> Iterator[tuple[dict[str, Any], Match]]:
-    """Each event that has candidates, with what it triggers; every event is counted in `summary`."""
+def replay(events: Iterable[dict[str, Any]], index: Index, summary: Summary,
+           admission: Admission) -> Iterator[tuple[dict[str, Any], Match]]:
+    """Each event that has candidates, with what runs for it once admitted; every event is counted in `summary`.
+    `admission` learns from every event (the engine's records among them) before the matcher sees it."""
     matcher = Matcher(index)
     now = 0.0
     for event in events:
         now = event_time(event, now)
-        match = matcher.match(event, now)
+        admission.observe(event, now)
+        match = admission.admit(matcher.match(event, now), event)
         summary.add(match)
         if match.decisions or match.set_aside:
             yield event, match
@@ -79,7 +88,8 @@ def event_time(event: dict[str, Any], default: float) -> float:
 
 
 def json_records(match: Match) -> list[dict[str, Any]]:
-    """§3: one object per decision; when none, one with `"playbook": null` and the best candidate's reason."""
+    """§3: one object per decision that runs; when none, one with `"playbook": null` and the best candidate's
+    reason (a guard's too: `budget`, `circuit open`, `unknown_agent`, `loop`, `coalesced`)."""
     if not match.decisions:
         return [{"event": match.event_id, "type": match.event_type, "playbook": None, "reason": match.reason}]
     return [{"event": match.event_id, "type": match.event_type, "playbook": d.playbook_id, "priority": d.priority,
