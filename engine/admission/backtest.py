@@ -10,8 +10,8 @@ history itself (the engine stores its own events):
   that ends a run without a failure before it is the engine's error, counted by nothing), at their time;
 - a coalesce key is held by the runs the history shows accepted (`scheduler.decision` queued or waiting,
   `reactor.started`) until they end (first outcome event, or a `displaced`/`dropped` decision), and by
-  replay's own accepted decisions: one the history shows accepted becomes that run; one the history
-  refused (another outcome for the same playbook and cause) or never shows holds its key for
+  replay's own accepted decisions: one the history shows accepted becomes that run; one it shows refused
+  (another outcome for the same playbook and cause) ends at once; one it never shows holds its key for
   `UNRECORDED_HOLD_S` (its live decision is stored just after the event, and a run nobody recorded has no
   known length);
 - a run that starts ends the hold of the runs of its key accepted before it that never started (a queue
@@ -142,8 +142,8 @@ class Admission:
         run = self._recorded(key, run_id, cause)
         run.started = True
         runs = self._keys.peek(key) or []
-        ahead = runs[:runs.index(run)]
-        self._keys[key] = [r for r in ahead if r.started] + runs[runs.index(run):]
+        at = runs.index(run)  # the runs of its key accepted before it that never started never will
+        self._keys[key] = [r for r in runs[:at] if r.started] + runs[at:]
 
     def _end(self, run_id: str, key: Hashable | None, type_: str, status: Any) -> None:
         if run_id in self._ended:  # a rollback after the failure: one outcome per run
