@@ -25,14 +25,13 @@ and `stopping` are not replayed.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Mapping
+from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from engine.admission.dispatch import ACCEPTED, check_guards, commit_guards
-from engine.admission.guards import MAX_KEYS, Budget, CircuitBreaker, LoopGuard
+from engine.admission.guards import MAX_KEYS, guards_from_config
 from engine.capped import CappedMap
-from engine.durations import parse_duration
 from engine.playbooks import matcher
 from engine.playbooks.compiler import Index
 from engine.playbooks.matcher import Decision, Match, key_text
@@ -42,16 +41,6 @@ UNRECORDED_HOLD_S = 5.0
 ENDS = ("reactor.succeeded", "reactor.failed", "reactor.rolled_back")
 UNCOUNTED = ("cancelled", "error", "abandoned")  # `reactor.failed` statuses that are no failed fix
 GONE = ("displaced", "dropped")  # decisions about an accepted run that will not run
-Guards = tuple[LoopGuard, CircuitBreaker, Budget]
-
-
-def guards_from_config(reactor: Mapping[str, Any], clock: Callable[[], float]) -> Guards:
-    """The guards of the config's `reactor` section (defaults filled), as the engine builds them."""
-    breaker, budget, loop = reactor["breaker"], reactor["budget"], reactor["loop"]
-    return (LoopGuard(clock, loop["max_depth"], loop["max_self"], parse_duration(loop["window"])),
-            CircuitBreaker(clock, breaker["failures"], parse_duration(breaker["window"]),
-                           parse_duration(breaker["cooldown"])),
-            Budget(clock, budget["max_runs"], parse_duration(budget["window"])))
 
 
 @dataclass(slots=True)

@@ -11,11 +11,12 @@ and a half-open breaker's probe is only leased to a run that really goes. Outcom
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.capped import CappedMap
+from engine.durations import parse_duration
 
 MAX_KEYS = 10_000  # per guard: breakers, agents in the budget, playbooks in the loop guard
 
@@ -214,3 +215,13 @@ class LoopGuard:
 def _key_text(key: Hashable) -> str:
     """The throttle-key part of a coalesce key, as shown in events (`[]` for a playbook's one key)."""
     return str(key[1]) if isinstance(key, tuple) and len(key) > 1 else "[]"
+
+
+def guards_from_config(reactor: Mapping[str, Any], clock: Callable[[], float]
+                       ) -> tuple[LoopGuard, CircuitBreaker, Budget]:
+    """The guards of the config's `reactor` section (defaults filled), as the engine builds them."""
+    breaker, budget, loop = reactor["breaker"], reactor["budget"], reactor["loop"]
+    return (LoopGuard(clock, loop["max_depth"], loop["max_self"], parse_duration(loop["window"])),
+            CircuitBreaker(clock, breaker["failures"], parse_duration(breaker["window"]),
+                           parse_duration(breaker["cooldown"])),
+            Budget(clock, budget["max_runs"], parse_duration(budget["window"])))

@@ -24,8 +24,9 @@ from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.actions import ACTIONS
+from engine.admission.announce import AsideLimiter
 from engine.admission.dispatch import Dispatcher
-from engine.admission.guards import Budget, CircuitBreaker, LoopGuard
+from engine.admission.guards import guards_from_config
 from engine.admission.scheduler import Job, Scheduler
 from engine.agents.supervisor import Supervisor
 from engine.background import Background
@@ -123,14 +124,9 @@ class Engine:
         self.sensors = build_sensors(config.raw["sensors"], self.data_dir, self.supervisor.pids)
         reactor_cfg = config.raw["reactor"]
         declared = frozenset(config.agents)
-        self.dispatcher = Dispatcher(
-            emitter=self.emitter, declared=lambda: declared,
-            breaker=CircuitBreaker(clock, reactor_cfg["breaker"]["failures"],
-                                   parse_duration(reactor_cfg["breaker"]["window"]),
-                                   parse_duration(reactor_cfg["breaker"]["cooldown"])),
-            budget=Budget(clock, reactor_cfg["budget"]["max_runs"], parse_duration(reactor_cfg["budget"]["window"])),
-            loop=LoopGuard(clock, reactor_cfg["loop"]["max_depth"], reactor_cfg["loop"]["max_self"],
-                           parse_duration(reactor_cfg["loop"]["window"])))
+        loop, breaker, budget = guards_from_config(reactor_cfg, clock)
+        self.dispatcher = Dispatcher(emitter=self.emitter, declared=lambda: declared, breaker=breaker, budget=budget,
+                                     loop=loop, limiter=AsideLimiter(clock))
         self.reactor = Reactor(ReactorDeps(
             data_dir=self.data_dir, emit=self.dispatcher.emit_run_event, agents=self.supervisor,
             wait_for=self.watcher.wait_for, compact=self.compact, actions=ACTIONS,
