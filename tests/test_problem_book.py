@@ -194,3 +194,14 @@ def test_a_flood_of_made_up_subjects_keeps_at_most_max_open_forgetting_the_oldes
     book.fold(ev(clock, "agent.down", "d", signal="SIGKILL"))
     assert sorted(p.subject["agent"] for p in book.problems(open_only=True)) == ["b", "c", "d"]
     assert book.evicted == 1
+
+
+def test_a_problem_whose_first_answer_never_comes_is_decided_again_after_30_s():
+    book, clock, _ = make()
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)  # its decision was lost (the store refused it): the problem must not wait for news
+    clock.now = T0 + 29
+    assert book.due() == []
+    clock.now = T0 + 30
+    [again] = book.due()
+    assert again.event["id"] == down["id"] and again.why == "no answer to the last decision"

@@ -4,8 +4,9 @@ Every decision that does not run is a `scheduler.decision` with `outcome: set_as
 matcher's reasons (throttled, sustained 1/3, disabled, outranked, no_playbook) as much as the guards'.
 A flood of repeats of one event would store one such decision per repeat, so a decision from a new event
 is stored at most once per (playbook, key, reason) per `every_s`; the next one stored carries
-`repeats`, how many were held back meanwhile. Re-decisions of a problem are never held back: a problem
-asks at most once per lapse or backoff step (engine/problems/book.py), and needs its answer.
+`repeats`, how many were held back meanwhile. A problem's own answers are never held back: those about
+the event that opened it (a flood of repeats joins an open problem, it does not open new ones) and its
+re-decisions (asked at most once per lapse or backoff step, engine/problems/book.py).
 """
 from __future__ import annotations
 

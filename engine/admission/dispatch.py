@@ -86,9 +86,11 @@ def commit_guards(playbook: Playbook, event: dict[str, Any], key: Hashable, touc
 class Dispatcher:
     def __init__(self, *, emitter: EngineEmitter, breaker: CircuitBreaker, budget: Budget, loop: LoopGuard,
                  declared: Callable[[], Collection[str]], scheduler: Scheduler | None = None,
-                 limiter: AsideLimiter | None = None) -> None:
+                 limiter: AsideLimiter | None = None,
+                 opens_problem: Callable[[dict[str, Any]], bool] = lambda event: False) -> None:
         self.emitter = emitter
         self.limiter = limiter or AsideLimiter(time.time)
+        self.opens_problem = opens_problem  # the event opened a problem: its answers are never held back
         self.breaker = breaker
         self.budget = budget
         self.loop = loop
@@ -124,7 +126,8 @@ class Dispatcher:
         redecision = job.extra.get("redecision")
         if aside.event_type:
             await self.emitter.emit(aside.event_type, aside.data, job.event, "warning")
-        repeats = 0 if redecision else self.limiter.admit(job.playbook.id, str(job.key[-1]), aside.reason)
+        owed = redecision or self.opens_problem(job.event)
+        repeats = 0 if owed else self.limiter.admit(job.playbook.id, str(job.key[-1]), aside.reason)
         if repeats is None:
             return
         log.info("decision set aside", extra={"playbook": job.playbook.id, "cause": job.event.get("id"),
@@ -140,9 +143,10 @@ class Dispatcher:
         """The stored decisions about the matcher's candidates that do not run (and, for an event that opens
         a problem, that no exclusive playbook can act on it); None when the rate limit holds them all back."""
         batch = []
+        owed = bool(redecision) or self.opens_problem(event)
         for aside in asides:  # a problem needs the answers about its fixes; notifications beside them are limited
             exclusive = aside.playbook.exclusive if aside.playbook else True
-            repeats = 0 if redecision and exclusive else self.limiter.admit(aside.playbook_id, aside.key, aside.kind)
+            repeats = 0 if owed and exclusive else self.limiter.admit(aside.playbook_id, aside.key, aside.kind)
             if repeats is not None:
                 priority = decision_priority(aside.playbook.priority if aside.playbook else None, event)
                 batch.append(set_aside_data(playbook=aside.playbook_id, priority=priority, cause=event.get("id"),
@@ -151,7 +155,7 @@ class Dispatcher:
                                             retry_at=aside.retry_at, repeats=repeats, redecision=redecision,
                                             exclusive=exclusive))
         if no_playbook:
-            repeats = 0 if redecision else self.limiter.admit("", str(event.get("type")), "no_playbook")
+            repeats = 0 if owed else self.limiter.admit("", str(event.get("type")), "no_playbook")
             if repeats is not None:
                 batch.append(set_aside_data(
                     playbook=None, priority=decision_priority(None, event), cause=event.get("id"),

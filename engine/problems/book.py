@@ -30,7 +30,7 @@ ACCEPTED = ("queued", "waiting")
 MAX_BACKOFF_S = 300.0
 AWAIT_DECISION_S = 30.0  # a re-decision whose answer never came back (a lost event) is asked again after this
 RESTART_GRACE_S = 3.0  # re-decide open problems this long after a restart (recovered runs announce first)
-AWAITING = "no answer to the last re-decision"
+AWAITING = "no answer to the last decision"
 TIMELINE_HEAD, TIMELINE_TAIL = 20, 180
 MAX_OPEN = 2_000
 MAX_RESOLVED = 1_000
@@ -173,6 +173,13 @@ class Book:
             found += [self.resolved.peek(k) for k in self.resolved]
         return sorted((p for p in found if p is not None), key=lambda p: p.opened_at, reverse=True)
 
+    def opened_by(self, event: dict[str, Any]) -> bool:
+        """Whether `event` opened a problem that is still open (folded already: the decision loop folds
+        before it matches). The answers about it are that problem's first decisions: the dispatcher never
+        holds them back, as a flood of repeats only ever joins."""
+        problem = self._of(event.get("id"))
+        return problem is not None and problem.events == 1 and problem.cause.get("id") == event.get("id")
+
     def _of(self, event_or_run_id: Any) -> Problem | None:
         problem_id = self._by_cause.peek(event_or_run_id) if isinstance(event_or_run_id, str) else None
         problem = self.get(problem_id) if problem_id else None
@@ -207,7 +214,8 @@ class Book:
             problem.note({"ts": event.get("ts"), "id": event.get("id"), "type": event["type"], "what": "joined"})
         else:
             problem = Problem(f"pr-{self._new_id()}", kind.kind, key, kind.subject(event), now, event,
-                              progress=[0] * len(kind.resolved_by), backoff_s=self.resync_s)
+                              progress=[0] * len(kind.resolved_by), backoff_s=self.resync_s,
+                              next_at=self._clock() + AWAIT_DECISION_S, why=AWAITING)  # if its answer is lost
             self._admit(problem)
             problem.note({"ts": event.get("ts"), "id": event.get("id"), "type": event["type"], "what": "opened"})
             self.opened_total[kind.kind] = self.opened_total.get(kind.kind, 0) + 1

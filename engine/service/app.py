@@ -126,7 +126,7 @@ class Engine:
         declared = frozenset(config.agents)
         loop, breaker, budget = guards_from_config(reactor_cfg, clock)
         self.dispatcher = Dispatcher(emitter=self.emitter, declared=lambda: declared, breaker=breaker, budget=budget,
-                                     loop=loop, limiter=AsideLimiter(clock))
+                                     loop=loop, limiter=AsideLimiter(clock), opens_problem=self.book.opened_by)
         self.reactor = Reactor(ReactorDeps(
             data_dir=self.data_dir, emit=self.dispatcher.emit_run_event, agents=self.supervisor,
             wait_for=self.watcher.wait_for, compact=self.compact, actions=ACTIONS,
