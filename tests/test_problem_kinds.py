@@ -39,8 +39,8 @@ def test_the_shipped_kinds_lint_clean_and_are_the_five_of_the_docs():
     assert diagnostics == []
     assert {k.kind: (k.opened_by, k.key) for k in kinds} == {
         "agent-down": (("agent.down",), ("agent",)),
-        "cpu-spike": (("resource.cpu_spike",), ("host", "agent")),
-        "memory-high": (("resource.memory_high",), ("host", "agent")),
+        "cpu-spike": (("resource.cpu_spike",), ("host",)),
+        "memory-high": (("resource.memory_high",), ("host",)),
         "disk-full": (("resource.disk_full",), ("host",)),
         "score-degraded": (("score.degraded",), ("agent",)),
     }
@@ -61,7 +61,8 @@ def test_lint_of_the_shipped_rules_checks_playbooks_and_kinds():
 # -- behaviour -------------------------------------------------------------------------------------------
 def test_opens_key_of_and_subject():
     kinds, _ = load_kinds(ROOT / "rules")
-    down, cpu = kinds.kinds["agent-down"], kinds.kinds["cpu-spike"]
+    down = kinds.kinds["agent-down"]
+    cpu = kind_from({"kind": "per-agent", "opened_by": "x.y", "key": ["host", "agent"], "resolved_by": ["x.z"]})
     assert down.opens(EVENT) and down.opens({**EVENT, "data": {}})  # absent exit code: ne holds
     assert not down.opens({**EVENT, "data": {"exit_code": 0}})  # a clean stop is no fault
     assert not down.opens({**EVENT, "type": "agent.started"})
@@ -78,7 +79,6 @@ def test_kind_set_is_indexed_by_opening_type():
     assert [k.kind for k in kinds.opening(EVENT)] == ["agent-down"]
     assert kinds.opening({**EVENT, "data": {"exit_code": 0}}) == []
     assert kinds.opening({"type": "agent.heartbeat"}) == [] and kinds.opening({"type": ["not", "hashable"]}) == []
-    assert "agent.recovered" in kinds.resolving_types and "agent.down" not in kinds.resolving_types
 
 
 def test_step_matches_type_and_where():
@@ -241,3 +241,17 @@ def test_every_example_in_the_schema_is_accepted(tmp_path: Path):
         for i, example in enumerate(spec["examples"]):
             path = write(tmp_path, f"{name}{i}.problems.yaml", json.dumps({**base, name: example}))
             assert lines(path) == [], (name, example)
+
+
+def test_a_cpu_spike_whose_repeat_names_another_agent_is_still_one_problem_that_its_clear_resolves():
+    from engine.problems.book import Book
+    from engine.problems.kinds import KindSet
+
+    book = Book(KindSet(load_kinds_file(SHIPPED)[0]), emit=lambda *a: None, new_id=lambda: "p1",
+                clock=lambda: 1_800_000_000.0)
+    spike = {"type": "resource.cpu_spike", "host": "h1", "data": {"percent": 97.0}}
+    book.fold({**spike, "id": "s1", "agent": "coder"})
+    book.fold({**spike, "id": "s2", "agent": "analyst", "data": {"percent": 96.0, "repeat": True}})  # top changed
+    book.fold({"id": "c1", "type": "resource.cpu_spike_cleared", "host": "h1", "agent": "coder", "data": {}})
+    [problem] = book.problems()
+    assert problem.status == "resolved" and problem.events == 2 and problem.subject == {"host": "h1"}
