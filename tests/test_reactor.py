@@ -166,3 +166,15 @@ def test_parallel_write_file_steps_share_one_snapshot_safely(data_dir: Path, tmp
         statuses = {s.id: s.status for s in RunStore(data_dir).get(f"01RUN000000000000000000000{n}").steps}
         assert statuses == {**{f"w{i}": "ok" for i in range(6)}, "fail": "failed"}
         assert all(path.read_text() == "old\n" for path in files)
+
+
+def test_a_run_that_cannot_even_start_says_so_with_reactor_failed(data_dir: Path):
+    """A full or broken disk before the run's journal exists: whoever waits for the run (its problem) hears
+    that it ended, instead of waiting for ever."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "runs").write_text("not a directory")
+    h = Harness(data_dir, [pb({"id": "p", "steps": [{"id": "s", "action": "shell", "with": {"argv": [PY, "-V"]}}]})])
+    assert asyncio.run(h.run("p", EVENT)) == "error"
+    [failed] = h.events
+    assert failed["type"] == "reactor.failed" and failed["data"]["status"] == "error"
+    assert failed["data"]["run_id"] == "01RUN0000000000000000000001" and "could not start" in failed["data"]["reason"]

@@ -252,13 +252,20 @@ class Reactor:
         """Run `job` to the end; returns the final status (succeeded, failed, timeout, rolled_back,
         cancelled). A job from `recover()` continues its run where the journal left it."""
         resumed: _Resume | None = job.extra.get("resume")
-        journal = await asyncio.to_thread(Journal, self.runs_dir / job.run_id / "journal.jsonl")  # mkdir, fsync
-        if resumed is None:
-            await journal.awrite("start", playbook=job.playbook.id, event=job.event, priority=job.priority,
-                                 key=list(job.key))
-            record = await self._new_record(job)
-        else:
-            record = resumed.record
+        try:
+            journal = await asyncio.to_thread(Journal, self.runs_dir / job.run_id / "journal.jsonl")  # mkdir, fsync
+            if resumed is None:
+                await journal.awrite("start", playbook=job.playbook.id, event=job.event, priority=job.priority,
+                                     key=list(job.key))
+                record = await self._new_record(job)
+            else:
+                record = resumed.record
+        except OSError as exc:  # a full disk, say: the run never began, but whoever waits for it must hear so
+            log.error("run %s of %s could not start: %s", job.run_id, job.playbook.id, exc)
+            await self.deps.emit("reactor.failed", {"run_id": job.run_id, "playbook": job.playbook.id,
+                                                    "cause": job.event.get("id"), "status": "error",
+                                                    "reason": f"could not start: {exc}"}, job.event, "error")
+            return "error"
         run = _Run(self.deps, job, journal, record, self.store)
         try:
             if resumed is None:
