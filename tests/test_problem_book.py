@@ -3,9 +3,10 @@ re-decisions when reasons lapse, escalation once, restart from its files (docs/p
 from __future__ import annotations
 
 import itertools
+import os
+import time
 from pathlib import Path
 
-import orjson
 
 from engine.events import format_ts
 from engine.problems.book import Book, Problem
@@ -151,7 +152,7 @@ def test_no_playbook_escalates_at_once():
     down = ev(clock, "agent.down", signal="SIGKILL")
     book.fold(down)
     book.fold(ev(clock, "scheduler.decision", cause=down["id"], outcome="set_aside", playbook=None,
-                 reason="no_playbook", detail="no enabled exclusive playbook acts on this agent.down"))
+                 reason="no_playbook", detail="no exclusive playbook acts on this agent.down"))
     assert [t for t, _ in emitted] == ["problem.opened", "problem.escalated"]
 
 
@@ -161,8 +162,8 @@ def test_open_problems_come_back_from_their_files_and_are_decided_again_after_a_
     book.fold(down)
     book.fold(decision(clock, down, "queued", "r1"))  # the engine dies with this run going
     files = ProblemFiles(tmp_path)
-    assert files.write({p.id: orjson.dumps(p.as_dict()) for p in book.dirty()}) == []
-    assert book.dirty() == []  # written: nothing left to write
+    assert files.write({p.id: p.as_dict() for p in book.dirty(100)}) == []
+    assert book.dirty(100) == []  # written: nothing left to write
 
     (files.dir / "pr-broken.json").write_text("{not json")  # a damaged file is skipped, not fatal
     raw, newest = files.load()
@@ -185,15 +186,67 @@ def test_open_problems_come_back_from_their_files_and_are_decided_again_after_a_
     assert emitted[-1][0] == "problem.resolved" and emitted[-1][1]["problem"] == problem.id
 
 
-def test_a_flood_of_made_up_subjects_keeps_at_most_max_open_forgetting_the_oldest_escalated_first():
+def test_a_flood_of_made_up_subjects_keeps_at_most_max_open_forgetting_first_what_no_playbook_may_fix():
     book, clock, _ = make(max_open=3)
-    for agent in ("a", "b", "c"):
-        book.fold(ev(clock, "agent.down", agent, signal="SIGKILL"))
+    downs = {agent: ev(clock, "agent.down", agent, signal="SIGKILL") for agent in ("a", "b", "c")}
+    for down in downs.values():
+        book.fold(down)
+    book.fold(decision(clock, downs["b"], "set_aside", reason="unknown_agent"))  # made up: no fix may act
     clock.now += 400
     book.due()  # all three escalate
     book.fold(ev(clock, "agent.down", "d", signal="SIGKILL"))
-    assert sorted(p.subject["agent"] for p in book.problems(open_only=True)) == ["b", "c", "d"]
-    assert book.evicted == 1
+    assert sorted(p.subject["agent"] for p in book.problems(open_only=True)) == ["a", "c", "d"]
+    book.fold(ev(clock, "agent.down", "e", signal="SIGKILL"))
+    assert sorted(p.subject["agent"] for p in book.problems(open_only=True)) == ["c", "d", "e"]  # oldest escalated
+    assert book.evicted == 2
+    assert [(p.subject["agent"], p.status) for p in book.dirty(100) if p.status != "open"] == \
+        [("b", "forgotten"), ("a", "forgotten")]  # their files say so: not loaded open again after a restart
+
+
+def test_a_run_whose_problem_saw_a_flood_of_other_events_still_ends_for_it(monkeypatch):
+    monkeypatch.setattr("engine.problems.book.MAX_CAUSES", 4)
+    book, clock, _ = make()
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)
+    book.fold(decision(clock, down, "queued", "r1"))
+    for n in range(20):  # other subjects push every older id out of the capped map
+        book.fold(ev(clock, "agent.down", f"other{n}", signal="SIGKILL"))
+    book.fold(ev(clock, "reactor.failed", run_id="r1", playbook="restart", status="failed"))
+    [again] = [r for r in book.due() if r.event["id"] == down["id"]]
+    assert again.why == "run failed" and again.exclude == frozenset({"restart"})
+
+
+def test_a_problem_whose_kind_is_removed_by_a_reload_is_withdrawn_not_left_open_for_ever():
+    book, clock, _ = make()
+    book.fold(ev(clock, "agent.down", signal="SIGKILL"))
+    book.set_kinds(KindSet([]))
+    assert book.problems(open_only=True) == []
+    assert [p.status for p in book.dirty(100)] == ["withdrawn"]
+
+
+def test_catching_up_after_a_crash_in_the_write_window_announces_nothing_twice_and_keeps_the_ids():
+    book, clock, emitted = make()
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)  # opened, and the engine is killed before its file is written
+    book.fold(decision(clock, down, "set_aside", reason="no_playbook"))  # escalated at once
+    stored = [down, decision(clock, down, "set_aside", reason="no_playbook")]
+    stored += [ev(clock, type_, **data) for type_, data in emitted]  # what the old engine stored
+    fresh, _, again = make()
+    fresh.restarted([], stored)
+    [problem] = fresh.problems(open_only=True)
+    assert again == [] and problem.id == emitted[0][1]["problem"] and problem.escalated_at is not None
+    up = ev(clock, "agent.recovered")
+    fresh.fold(up)
+    assert [(t, d["problem"]) for t, d in again] == [("problem.resolved", problem.id)]
+
+
+def test_catching_up_announces_what_the_old_engine_never_stored():
+    book, clock, emitted = make()
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)
+    fresh, _, again = make()
+    fresh.restarted([], [down])  # its problem.opened was never stored
+    assert [t for t, _ in again] == ["problem.opened"]
 
 
 def test_a_problem_whose_first_answer_never_comes_is_decided_again_after_30_s():
@@ -205,3 +258,25 @@ def test_a_problem_whose_first_answer_never_comes_is_decided_again_after_30_s():
     clock.now = T0 + 30
     [again] = book.due()
     assert again.event["id"] == down["id"] and again.why == "no answer to the last decision"
+
+
+def test_problem_files_prune_what_is_closed_and_old_and_mark_every_write_pass(tmp_path: Path):
+    from datetime import datetime, timezone
+
+    files = ProblemFiles(tmp_path)
+    old, new = format_ts(T0 - 86400 * 30), format_ts(T0)
+    problems = {"pr-open": {"status": "open", "opened_at": old, "resolved_at": None},
+                "pr-healed": {"status": "resolved", "opened_at": old, "resolved_at": old},
+                "pr-recent": {"status": "resolved", "opened_at": old, "resolved_at": new},
+                "pr-lost": {"status": "forgotten", "opened_at": old, "resolved_at": None},
+                "pr-gone": {"status": "withdrawn", "opened_at": new, "resolved_at": None}}
+    assert files.write({pid: {"id": pid, **raw} for pid, raw in problems.items()}) == []
+    deleted = files.prune(datetime.fromtimestamp(T0 - 86400, timezone.utc))
+    assert sorted(deleted) == ["pr-healed", "pr-lost"]
+    assert sorted(raw["id"] for raw in files.load()[0]) == ["pr-gone", "pr-open", "pr-recent"]
+    week_ago = time.time() - 7 * 86400
+    for name in os.listdir(files.dir):
+        os.utime(files.dir / name, (week_ago, week_ago))
+    assert files.load()[1] == week_ago
+    assert files.write({}) == []  # a pass with nothing to write still marks it: a quiet week is no catch-up
+    assert files.load()[1] > week_ago + 7 * 86400 - 60

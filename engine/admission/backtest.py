@@ -29,8 +29,9 @@ from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.admission.dispatch import ACCEPTED, check_guards, commit_guards
+from engine.admission.dispatch import check_guards, commit_guards
 from engine.admission.guards import MAX_KEYS, guards_from_config
+from engine.admission.scheduler import ACCEPTED
 from engine.capped import CappedMap
 from engine.playbooks import matcher
 from engine.playbooks.compiler import Index

@@ -17,7 +17,7 @@ from typing import Any
 from engine.admission.announce import AsideLimiter, set_aside_data
 from engine.admission.guards import Budget, CircuitBreaker, LoopGuard, SetAside
 from engine.admission.priorities import decision_priority
-from engine.admission.scheduler import Job, Scheduler
+from engine.admission.scheduler import ACCEPTED, Job, Scheduler
 from engine.emitter import EngineEmitter
 from engine.playbooks import matcher
 from engine.playbooks.model import Playbook, Step
@@ -25,7 +25,6 @@ from engine.playbooks.templates import TemplateError, render, resolve
 
 log = logging.getLogger("aios.decisions")
 AGENT_ACTIONS = ("restart_agent", "signal")
-ACCEPTED = ("queued", "waiting")
 FAILED = ("failed", "timeout", "rolled_back")  # outcomes the breaker counts; `cancelled` (shutdown) is none
 
 
@@ -126,27 +125,30 @@ class Dispatcher:
         redecision = job.extra.get("redecision")
         if aside.event_type:
             await self.emitter.emit(aside.event_type, aside.data, job.event, "warning")
-        owed = redecision or self.opens_problem(job.event)
-        repeats = 0 if owed else self.limiter.admit(job.playbook.id, str(job.key[-1]), aside.reason)
-        if repeats is None:
-            return
-        log.info("decision set aside", extra={"playbook": job.playbook.id, "cause": job.event.get("id"),
-                                              "agent": job.event.get("agent"), "outcome": "set_aside",
-                                              "reason": aside.reason, "detail": aside.detail})
-        await self.emitter.emit("scheduler.decision", set_aside_data(
-            playbook=job.playbook.id, priority=job.priority, cause=job.event.get("id"), reason=aside.reason,
-            detail=aside.detail, retry_at=aside.retry_at, run_id=job.run_id or None, repeats=repeats,
-            redecision=redecision, exclusive=job.playbook.exclusive), job.event, source="engine.scheduler")
+        repeats = self._admit(job.playbook.id, str(job.key[-1]), aside.reason, job.event, redecision,
+                              job.playbook.exclusive)
+        if repeats is not None:
+            await self._announce_all([set_aside_data(
+                playbook=job.playbook.id, priority=job.priority, cause=job.event.get("id"), reason=aside.reason,
+                detail=aside.detail, retry_at=aside.retry_at, run_id=job.run_id or None, repeats=repeats,
+                redecision=redecision, exclusive=job.playbook.exclusive)], job.event)
+
+    def _admit(self, playbook: str, key: str, reason: str, event: dict[str, Any], redecision: str | None,
+               exclusive: bool) -> int | None:
+        """The rate limit (None: not stored), which never holds back a problem's own answers: about a fix
+        (exclusive) for the event that opened it, or for its re-decision."""
+        if exclusive and (redecision or self.opens_problem(event)):
+            return 0
+        return self.limiter.admit(playbook, key, reason)
 
     def announce_set_aside(self, asides: Sequence[matcher.SetAside], event: dict[str, Any], redecision: str | None,
                            no_playbook: bool) -> Awaitable[None] | None:
         """The stored decisions about the matcher's candidates that do not run (and, for an event that opens
         a problem, that no exclusive playbook can act on it); None when the rate limit holds them all back."""
         batch = []
-        owed = bool(redecision) or self.opens_problem(event)
         for aside in asides:  # a problem needs the answers about its fixes; notifications beside them are limited
             exclusive = aside.playbook.exclusive if aside.playbook else True
-            repeats = 0 if owed and exclusive else self.limiter.admit(aside.playbook_id, aside.key, aside.kind)
+            repeats = self._admit(aside.playbook_id, aside.key, aside.kind, event, redecision, exclusive)
             if repeats is not None:
                 priority = decision_priority(aside.playbook.priority if aside.playbook else None, event)
                 batch.append(set_aside_data(playbook=aside.playbook_id, priority=priority, cause=event.get("id"),
@@ -155,11 +157,11 @@ class Dispatcher:
                                             retry_at=aside.retry_at, repeats=repeats, redecision=redecision,
                                             exclusive=exclusive))
         if no_playbook:
-            repeats = 0 if owed else self.limiter.admit("", str(event.get("type")), "no_playbook")
+            repeats = self._admit("", str(event.get("type")), "no_playbook", event, redecision, True)
             if repeats is not None:
                 batch.append(set_aside_data(
                     playbook=None, priority=decision_priority(None, event), cause=event.get("id"),
-                    reason="no_playbook", detail=f"no enabled exclusive playbook acts on this {event.get('type')}",
+                    reason="no_playbook", detail=f"no exclusive playbook acts on this {event.get('type')}",
                     repeats=repeats, redecision=redecision))
         return self._announce_all(batch, event) if batch else None
 

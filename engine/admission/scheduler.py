@@ -18,6 +18,7 @@ from typing import Any
 from engine.playbooks.model import PRIORITIES, Playbook
 
 log = logging.getLogger("aios.scheduler")
+ACCEPTED = ("queued", "waiting")  # outcomes of `place` that are certain to run
 RANK = {name: rank for rank, name in enumerate(PRIORITIES)}
 
 

@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from engine.admission.scheduler import ACCEPTED
 from engine.capped import CappedMap
 from engine.events import format_ts, parse_ts
 from engine.problems.kinds import Kind, KindSet
@@ -26,7 +29,6 @@ Emit = Callable[[str, dict[str, Any], dict[str, Any], str], None]
 
 RUN_ENDS = ("reactor.succeeded", "reactor.failed")  # every run ends with one of these (rolled_back follows failed)
 FAILED_STATUSES = ("failed", "timeout")  # a run that ended so counts as tried; cancelled/error do not
-ACCEPTED = ("queued", "waiting")
 MAX_BACKOFF_S = 300.0
 AWAIT_DECISION_S = 30.0  # a re-decision whose answer never came back (a lost event) is asked again after this
 RESTART_GRACE_S = 3.0  # re-decide open problems this long after a restart (recovered runs announce first)
@@ -139,26 +141,51 @@ class Book:
         self.max_open = max_open
         self.open: dict[tuple[str, str], Problem] = {}  # capped by hand: the oldest escalated one goes first
         self.evicted = 0
+        self.dropped: list[Problem] = []  # closed unhealed (forgotten, withdrawn) since dirty(): files say so
         self.resolved: CappedMap[str, Problem] = CappedMap("problems_resolved", MAX_RESOLVED)
         self._by_id: dict[str, tuple[str, str]] = {}
-        self._by_cause: CappedMap[str, str] = CappedMap("problem_causes", MAX_CAUSES)  # event/run id -> problem id
+        self._by_cause: CappedMap[str, str] = CappedMap("problem_causes", MAX_CAUSES)  # event id -> problem id
+        # ids an open problem must never lose to that cap: its runs and its latest cause (re-decisions answer
+        # to it); dropped when it closes, so bounded by max_open × (MAX_RUNS + 1)
+        self._owned: dict[str, str] = {}
         self.opened_total: dict[str, int] = {}
         self.resolved_total: dict[tuple[str, str], int] = {}
         self.escalated_total: dict[str, int] = {}
         self._on_healed = on_healed  # time to heal, for the histogram in /metrics
         self._catching_up = False
+        # while catching up: announcements held until the stored problem.* events say they were made already
+        self._held: dict[tuple[str, str], tuple[str, Problem, dict[str, Any], str, dict[str, Any] | None]] = {}
         self._resolvers: dict[str, list[Kind]] = {}
         self.set_kinds(kinds)
 
     # -- lookups ------------------------------------------------------------------------------------
     def set_kinds(self, kinds: KindSet) -> None:
-        """Reloaded kinds: open problems of a kind that is gone stay open (and still escalate)."""
+        """Reloaded kinds. An open problem whose kind is gone, or now has another number of key paths, could
+        never resolve: it is withdrawn (closed unhealed, logged); the fault, if it lasts, opens a new one."""
         self.kinds = kinds
         resolvers: dict[str, list[Kind]] = {}
         for kind in kinds.kinds.values():
             for step_type in sorted({step.type for sequence in kind.resolved_by for step in sequence}):
                 resolvers.setdefault(step_type, []).append(kind)
         self._resolvers = resolvers
+        self._withdraw_orphans()
+
+    def _withdraw_orphans(self) -> None:
+        for problem in list(self.open.values()):
+            kind = self.kinds.kinds.get(problem.kind)
+            try:
+                keyed = kind is not None and len(orjson.loads(problem.key)) == len(kind.key)
+            except orjson.JSONDecodeError:
+                keyed = False
+            if not keyed:
+                self._drop(problem, "withdrawn")
+                log.warning("problem withdrawn: its kind is gone or re-keyed",
+                            extra={"problem": problem.id, "kind": problem.kind})
+
+    def _drop(self, problem: Problem, status: str) -> None:
+        self._close(problem)
+        problem.status, problem.next_at, problem.dirty = status, None, True
+        self.dropped.append(problem)
 
     def get(self, problem_id: str) -> Problem | None:
         where = self._by_id.get(problem_id)
@@ -181,7 +208,9 @@ class Book:
         return problem is not None and problem.events == 1 and problem.cause.get("id") == event.get("id")
 
     def _of(self, event_or_run_id: Any) -> Problem | None:
-        problem_id = self._by_cause.peek(event_or_run_id) if isinstance(event_or_run_id, str) else None
+        if not isinstance(event_or_run_id, str):
+            return None
+        problem_id = self._owned.get(event_or_run_id) or self._by_cause.peek(event_or_run_id)
         problem = self.get(problem_id) if problem_id else None
         return problem if problem is not None and problem.status == "open" else None
 
@@ -189,7 +218,11 @@ class Book:
     def fold(self, event: dict[str, Any]) -> None:
         """Take one stored event into account (the decision loop calls this for every event, in order)."""
         event_type = event.get("type")
-        if not isinstance(event_type, str) or event_type.startswith("problem."):
+        if not isinstance(event_type, str):
+            return
+        if event_type.startswith("problem."):
+            if self._catching_up:
+                self._recall(event_type, event)
             return
         if event_type == "scheduler.decision":
             self._decision(event)
@@ -209,6 +242,7 @@ class Book:
             return  # read again after a restart, older than what the problem already holds
         if problem is not None:  # joins: the latest event is what a re-decision matches
             problem.events += 1
+            self._owned.pop(str(problem.cause.get("id")), None)
             problem.cause = event
             problem.progress = [0] * len(kind.resolved_by)
             problem.note({"ts": event.get("ts"), "id": event.get("id"), "type": event["type"], "what": "joined"})
@@ -224,17 +258,22 @@ class Book:
             self._announce("problem.opened", problem, {}, "warning")
         if isinstance(event.get("id"), str):
             self._by_cause[event["id"]] = problem.id
+            self._owned[event["id"]] = problem.id
 
     def _admit(self, problem: Problem) -> None:
-        """Hold `problem` open; at the cap the oldest escalated problem (else the oldest) is forgotten, logged
-        and counted, so a flood of made-up subjects cannot grow memory."""
+        """Hold `problem` open; at the cap one is forgotten (logged, counted, its file marked `forgotten`) so
+        that a flood of made-up subjects cannot grow memory: first the oldest no playbook may act on (an
+        unknown agent, no playbook), else the oldest escalated, else the oldest."""
         if len(self.open) >= self.max_open:
-            escalated = [at for at, p in self.open.items() if p.escalated_at is not None]
-            victim = escalated[0] if escalated else next(iter(self.open))
-            gone = self.open.pop(victim)
-            self._by_id.pop(gone.id, None)
+            def rank(item: tuple[tuple[str, str], Problem]) -> int:
+                reasons = item[1].reasons
+                if any(r.endswith((": unknown_agent", ": no_playbook")) for r in reasons):
+                    return 0
+                return 1 if item[1].escalated_at is not None else 2
+            victim = min(self.open.items(), key=rank)[1]  # min keeps the first (oldest) of the best rank
+            self._drop(victim, "forgotten")
             self.evicted += 1
-            log.error("problem forgotten: too many open", extra={"problem": gone.id, "kind": gone.kind,
+            log.error("problem forgotten: too many open", extra={"problem": victim.id, "kind": victim.kind,
                                                                  "max_open": self.max_open})
         self.open[(problem.kind, problem.key)] = problem
         self._by_id[problem.id] = (problem.kind, problem.key)
@@ -266,8 +305,7 @@ class Book:
         problem.next_at = None
         problem.note({"ts": event.get("ts"), "id": event.get("id"), "type": event["type"], "what": "resolved",
                       "run_id": problem.run_id})
-        self.open.pop((problem.kind, problem.key))
-        self._by_id.pop(problem.id, None)
+        self._close(problem)
         self.resolved[problem.id] = problem
         by = "run" if problem.run_id else "itself"
         self.resolved_total[(problem.kind, by)] = self.resolved_total.get((problem.kind, by), 0) + 1
@@ -296,8 +334,7 @@ class Book:
             return
         if outcome in ACCEPTED and isinstance(run_id, str):
             problem.active.add(run_id)
-            problem.runs.setdefault(run_id, f"{playbook}:queued")
-            self._by_cause[run_id] = problem.id
+            self._add_run(problem, run_id, f"{playbook}:queued")
             problem.next_at, problem.backoff_s = None, self.resync_s
             return
         if outcome in ("dropped", "displaced") and isinstance(run_id, str):
@@ -339,11 +376,8 @@ class Book:
             entry["reason"] = data["reason"]
         problem.note(entry)
         if event_type in ("reactor.started", "reactor.resumed"):
-            problem.runs[run_id] = f"{playbook}:running"
-            while len(problem.runs) > MAX_RUNS:  # a crash loop over days: the newest runs are the ones that tell
-                del problem.runs[next(iter(problem.runs))]
+            self._add_run(problem, run_id, f"{playbook}:running")
             problem.active.add(run_id)
-            self._by_cause[run_id] = problem.id
         elif event_type in RUN_ENDS:
             status = "succeeded" if event_type == "reactor.succeeded" else str(data.get("status") or "failed")
             problem.runs[run_id] = f"{playbook}:{status}"
@@ -354,6 +388,23 @@ class Book:
             if not problem.active:  # failed, or succeeded without healing: decide again now
                 problem.next_at, problem.why = self._clock(), f"run {status}"
                 problem.backoff_s = self.resync_s
+
+    def _add_run(self, problem: Problem, run_id: str, what: str) -> None:
+        problem.runs[run_id] = what
+        self._owned[run_id] = problem.id
+        while len(problem.runs) > MAX_RUNS:  # a crash loop over days: the newest runs are the ones that tell
+            gone = next(iter(problem.runs))
+            del problem.runs[gone]
+            problem.active.discard(gone)
+            self._owned.pop(gone, None)
+
+    def _close(self, problem: Problem) -> None:
+        """`problem` is no longer open: its ids go back to the capped map, as any past event's."""
+        self.open.pop((problem.kind, problem.key), None)
+        self._by_id.pop(problem.id, None)
+        for owned in (*problem.runs, str(problem.cause.get("id"))):
+            if self._owned.get(owned) == problem.id:
+                del self._owned[owned]
 
     # -- time -----------------------------------------------------------------------------------------
     def due(self, now: float | None = None) -> list[Redecision]:
@@ -403,14 +454,17 @@ class Book:
         for problem in problems:
             known.update(entry["id"] for entry in problem.timeline if isinstance(entry.get("id"), str))
             if problem.status != "open":
-                self.resolved[problem.id] = problem
+                if problem.status == "resolved":  # forgotten and withdrawn ones only wait for pruning
+                    self.resolved[problem.id] = problem
                 continue
             self._admit(problem)
+            self.opened_total[problem.kind] = self.opened_total.get(problem.kind, 0) + 1  # held since start
             for entry in problem.timeline:
-                for ref in (entry.get("id") if entry.get("what") in ("opened", "joined") else None,
-                            entry.get("run_id")):
-                    if isinstance(ref, str):  # its events and runs are still its own
-                        self._by_cause[ref] = problem.id
+                ref = entry.get("id") if entry.get("what") in ("opened", "joined") else None
+                if isinstance(ref, str):  # its events and runs are still its own
+                    self._by_cause[ref] = problem.id
+            for owned in (*problem.runs, str(problem.cause.get("id"))):
+                self._owned[owned] = problem.id
         self._catching_up = True
         try:
             for event in missed:
@@ -418,22 +472,81 @@ class Book:
                     self.fold(event)
         finally:
             self._catching_up = False
+            held, self._held = self._held, {}
+            for type_, problem, data, severity, cause in held.values():  # never stored before the crash
+                self._announce(type_, problem, data, severity, cause)
+        self._withdraw_orphans()  # kinds edited while the engine was down
         now = self._clock()
         for problem in self.open.values():
             problem.active.clear()
             problem.next_at, problem.why = now + RESTART_GRACE_S, "engine restarted"
 
+    def folded_types(self) -> list[str]:
+        """Type globs of the events that can change a problem (what a catch-up after a restart reads)."""
+        opening = {t for kind in self.kinds.kinds.values() for t in kind.opened_by}
+        return sorted({*opening, *self._resolvers, "scheduler.decision", "reactor.*", "problem.*"})
+
+    def _recall(self, event_type: str, event: dict[str, Any]) -> None:
+        """A problem.* event the engine stored before it died, read again while catching up: the problem the
+        catch-up opened again takes back its id, and what was announced then is not announced twice."""
+        data = event.get("data") or {}
+        problem_id = data.get("problem")
+        if not isinstance(problem_id, str):
+            return
+        problem = self.get(problem_id)
+        if event_type == "problem.opened" and problem is None:
+            again = self.open.get((str(data.get("kind")), str(data.get("key"))))
+            if again is not None and ("problem.opened", again.id) in self._held:
+                self._rename(again, problem_id)
+                problem = again
+        if problem is None:
+            return
+        if self._held.pop((event_type, problem_id), None) is None and event_type == "problem.escalated" \
+                and problem.escalated_at is None:  # escalated just before the crash, after its file was written
+            problem.escalated_at = event_time(event, self._clock())
+            problem.note({"ts": event.get("ts"), "id": event.get("id"), "type": event_type, "what": "escalated",
+                          "reasons": data.get("reasons", [])})
+
+    def _rename(self, problem: Problem, new_id: str) -> None:
+        old = problem.id
+        problem.id = new_id
+        self._by_id[new_id] = self._by_id.pop(old)
+        for ref in [entry.get("id") for entry in problem.timeline] + [*problem.runs]:
+            if not isinstance(ref, str):
+                continue
+            if self._owned.get(ref) == old:
+                self._owned[ref] = new_id
+            if self._by_cause.peek(ref) == old:
+                self._by_cause[ref] = new_id
+        for (type_, held_id), held in list(self._held.items()):
+            if held_id == old:
+                del self._held[(type_, held_id)]
+                self._held[(type_, new_id)] = held
+
     # -- out ------------------------------------------------------------------------------------------
     def _announce(self, type_: str, problem: Problem, data: dict[str, Any], severity: str,
                   cause: dict[str, Any] | None = None) -> None:
+        if self._catching_up:
+            self._held[(type_, problem.id)] = (type_, problem, data, severity, cause)
+            return
         payload = {"problem": problem.id, "kind": problem.kind, "key": problem.key, "subject": problem.subject,
                    **data}
         self._emit(type_, payload, cause or problem.cause, severity)
 
-    def dirty(self) -> list[Problem]:
-        """Problems changed since the last call (to be written to disk)."""
-        found = [p for p in self.open.values() if p.dirty]
-        found += [p for k in self.resolved if (p := self.resolved.peek(k)) is not None and p.dirty]
+    def capped_maps(self) -> tuple[CappedMap[str, Any], ...]:
+        """The capped maps (their evictions are counted in /metrics)."""
+        return self.resolved, self._by_cause
+
+    def dirty(self, limit: int) -> list[Problem]:
+        """Up to `limit` problems changed since they were last returned (to be written to disk); the rest
+        stay dirty for the next call."""
+        found, self.dropped = self.dropped[:limit], self.dropped[limit:]
+        for source in (self.open.values(), (self.resolved.peek(k) for k in self.resolved)):
+            for problem in source:
+                if len(found) >= limit:
+                    break
+                if problem is not None and problem.dirty:
+                    found.append(problem)
         for problem in found:
             problem.dirty = False
         return found

@@ -104,7 +104,7 @@ def kind_from(raw: dict[str, Any], loc: Loc | None = None) -> Kind:
 class KindSet:
     """The kinds in force, by name, indexed by opening event type so each event costs one dict lookup."""
 
-    __slots__ = ("kinds", "resolving_types", "_by_type")
+    __slots__ = ("kinds", "_by_type")
 
     def __init__(self, kinds: Iterable[Kind] = ()) -> None:
         self.kinds: dict[str, Kind] = {}
@@ -115,8 +115,6 @@ class KindSet:
             for type_ in kind.opened_by:
                 by_type.setdefault(type_, []).append(kind)
         self._by_type = {type_: tuple(found) for type_, found in by_type.items()}
-        self.resolving_types = frozenset(step.type for kind in self.kinds.values()
-                                         for sequence in kind.resolved_by for step in sequence)
 
     def opening(self, event: dict[str, Any]) -> list[Kind]:
         """The kinds `event` opens (or joins a problem of)."""

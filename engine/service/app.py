@@ -18,7 +18,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -59,7 +58,8 @@ from engine.store.writer import EventWriter
 
 log = logging.getLogger("aios.engine")
 story = logging.getLogger("aios.events")
-CATCH_UP_S = 120.0  # events stored this long before the newest problem file are folded again at start
+CATCH_UP_S = 120.0  # events stored this long before the last problems tick are folded again at start
+WRITE_BATCH = 200  # problem files written per tick at most
 STALL_S = 10.0  # events waiting this long with nothing decided (or runs with free slots not started): stalled
 LAG_LIMIT_S = 1.0  # an event loop this late is named in health
 # Events worth a line of their own in the engine's log, so `journalctl` tells why something was or was not fixed.
@@ -116,7 +116,8 @@ class Engine:
                          resync_s=parse_duration(problems_cfg["resync"]), redecide=problems_cfg["redecide"],
                          max_open=problems_cfg["max_open"], on_healed=self.metrics.heal_seconds.observe)
         self.problem_files = ProblemFiles(self.data_dir)
-        self._unwritten: dict[str, bytes] = {}
+        self._unwritten: dict[str, dict[str, Any]] = {}
+        self._writing = asyncio.Lock()
         self.url = f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::') else self.host}:{self.port}"
         logs = config.raw["agent_logs"]
         self.supervisor = Supervisor(config.agents, self.data_dir, self.url, self._emit_raw, clock, token=self.token,
@@ -199,10 +200,9 @@ class Engine:
                 loaded.append(Problem.from_dict(item))
             except (KeyError, TypeError, ValueError) as exc:
                 log.error("problem file skipped", extra={"problem": item.get("id"), "error": repr(exc)})
-        missed: list[dict[str, Any]] = []
-        if newest:
-            since = datetime.fromtimestamp(newest - CATCH_UP_S, timezone.utc)
-            missed = await asyncio.to_thread(lambda: list(read_events(self.events_dir, since=since)))
+        since = datetime.fromtimestamp((newest or self.clock()) - CATCH_UP_S, timezone.utc)
+        types = self.book.folded_types()
+        missed = await asyncio.to_thread(lambda: list(read_events(self.events_dir, since=since, types=types)))
         self.book.restarted(loaded, missed)
         log.info("problems loaded", extra={"open": len(self.book.open), "resolved": len(self.book.resolved),
                                            "caught_up": len(missed)})
@@ -351,14 +351,16 @@ class Engine:
         await self._write_problems()
 
     async def _write_problems(self) -> None:
-        for problem in self.book.dirty():
-            self._unwritten[problem.id] = orjson.dumps(problem.as_dict())
-        if not self._unwritten:
-            return
-        pending, self._unwritten = self._unwritten, {}
-        failed = await asyncio.to_thread(self.problem_files.write, pending)
-        for problem_id in failed:  # a full disk: kept, written again at the next tick (newer bytes win)
-            self._unwritten.setdefault(problem_id, pending[problem_id])
+        """The problems that changed, at most WRITE_BATCH a tick (a mass escalation spreads over ticks):
+        copied on the loop, encoded and written in a thread, one writer at a time (the shutdown's write
+        must not race a tick's on the same temp file); then the catch-up mark."""
+        async with self._writing:
+            for problem in self.book.dirty(WRITE_BATCH):
+                self._unwritten[problem.id] = problem.as_dict()
+            pending, self._unwritten = self._unwritten, {}
+            failed = await asyncio.to_thread(self.problem_files.write, pending)
+            for problem_id in failed:  # a full disk: kept, written again at the next tick (newer state wins)
+                self._unwritten.setdefault(problem_id, pending[problem_id])
 
     async def _scan_sensors(self) -> None:
         result = await asyncio.to_thread(scan_all, self.sensors, self.clock())
@@ -551,7 +553,8 @@ class Engine:
         m.loop_lag.set(self.lag.last)
         m.loop_lag_worst.set(self.lag.worst)
         guards = self.dispatcher
-        for capped in (guards.breaker.map, guards.budget.map, guards.loop.map, guards.loop.emitted_by):
+        for capped in (guards.breaker.map, guards.budget.map, guards.loop.map, guards.loop.emitted_by,
+                       *self.book.capped_maps()):
             m.evictions.labels(capped.name).set(capped.evicted)
         for name, evicted in self.matcher.evictions.items():
             m.evictions.labels(f"matcher_{name}").set(evicted)
