@@ -280,3 +280,17 @@ def test_problem_files_prune_what_is_closed_and_old_and_mark_every_write_pass(tm
     assert files.load()[1] == week_ago
     assert files.write({}) == []  # a pass with nothing to write still marks it: a quiet week is no catch-up
     assert files.load()[1] > week_ago + 7 * 86400 - 60
+
+
+def test_a_mass_escalation_spreads_over_ticks_and_misses_none(monkeypatch):
+    monkeypatch.setattr("engine.problems.book.DUE_BATCH", 3)
+    book, clock, emitted = make()
+    for n in range(7):
+        book.fold(ev(clock, "agent.down", f"a{n}", signal="SIGKILL"))
+    clock.now += 400
+    counts = []
+    for _ in range(4):
+        before = len(emitted)
+        book.due()
+        counts.append(sum(t == "problem.escalated" for t, _ in emitted[before:]))
+    assert counts == [3, 3, 1, 0]

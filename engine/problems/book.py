@@ -30,6 +30,7 @@ Emit = Callable[[str, dict[str, Any], dict[str, Any], str], None]
 RUN_ENDS = ("reactor.succeeded", "reactor.failed")  # every run ends with one of these (rolled_back follows failed)
 FAILED_STATUSES = ("failed", "timeout")  # a run that ended so counts as tried; cancelled/error do not
 MAX_BACKOFF_S = 300.0
+DUE_BATCH = 200  # escalations, and re-decisions, per due() call at most
 AWAIT_DECISION_S = 30.0  # a re-decision whose answer never came back (a lost event) is asked again after this
 RESTART_GRACE_S = 3.0  # re-decide open problems this long after a restart (recovered runs announce first)
 AWAITING = "no answer to the last decision"
@@ -408,16 +409,22 @@ class Book:
 
     # -- time -----------------------------------------------------------------------------------------
     def due(self, now: float | None = None) -> list[Redecision]:
-        """Escalations that are due (emitted), and the re-decisions to make now."""
+        """Escalations that are due (emitted), and the re-decisions to make now: DUE_BATCH of each at most, the
+        rest at the next call (a mass escalation or a reload's re-decisions spread over ticks, never one long
+        stall of the loop)."""
         now = self._clock() if now is None else now
-        out = []
+        out: list[Redecision] = []
+        escalations = 0
         for problem in list(self.open.values()):
             kind = self.kinds.kinds.get(problem.kind)
             escalate_after = kind.escalate_after_s if kind is not None else 300.0
-            if problem.escalated_at is None and now - problem.opened_at >= escalate_after:
+            if problem.escalated_at is None and now - problem.opened_at >= escalate_after \
+                    and escalations < DUE_BATCH:
+                escalations += 1
                 problem.reasons.setdefault("unhealed", f"open for {now - problem.opened_at:.0f}s")
                 self._escalate(problem, now)
-            if not self.redecide or problem.active or problem.next_at is None or now < problem.next_at:
+            if not self.redecide or problem.active or problem.next_at is None or now < problem.next_at \
+                    or len(out) >= DUE_BATCH:
                 continue
             if problem.why == "resync":  # nothing lapsed, the answer is likely the same: ask less often
                 problem.backoff_s = min(MAX_BACKOFF_S, max(self.resync_s, problem.backoff_s * 2))
