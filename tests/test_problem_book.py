@@ -156,6 +156,15 @@ def test_no_playbook_escalates_at_once():
     assert [t for t, _ in emitted] == ["problem.opened", "problem.escalated"]
 
 
+def test_a_down_agent_the_engine_does_not_run_escalates_at_once_with_the_reason():
+    book, clock, emitted = make()
+    down = ev(clock, "agent.down", "ghost", signal="SIGKILL")
+    book.fold(down)
+    book.fold(decision(clock, down, "set_aside", reason="unknown_agent", detail="'ghost' is not a declared agent"))
+    assert [t for t, _ in emitted] == ["problem.opened", "problem.escalated"]
+    assert emitted[1][1]["reasons"] == ["restart: unknown_agent ('ghost' is not a declared agent)"]
+
+
 def test_open_problems_come_back_from_their_files_and_are_decided_again_after_a_restart(tmp_path: Path):
     book, clock, _ = make()
     down = ev(clock, "agent.down", signal="SIGKILL")

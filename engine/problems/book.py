@@ -30,6 +30,7 @@ Emit = Callable[[str, dict[str, Any], dict[str, Any], str], None]
 RUN_ENDS = ("reactor.succeeded", "reactor.failed")  # every run ends with one of these (rolled_back follows failed)
 FAILED_STATUSES = ("failed", "timeout")  # a run that ended so counts as tried; cancelled/error do not
 MAX_BACKOFF_S = 300.0
+HOPELESS = ("no_playbook", "unknown_agent")  # reasons no lapse can change: a person must look at once
 DUE_BATCH = 200  # escalations, and re-decisions, per due() call at most
 AWAIT_DECISION_S = 30.0  # a re-decision whose answer never came back (a lost event) is asked again after this
 RESTART_GRACE_S = 3.0  # re-decide open problems this long after a restart (recovered runs announce first)
@@ -268,7 +269,7 @@ class Book:
         if len(self.open) >= self.max_open:
             def rank(item: tuple[tuple[str, str], Problem]) -> int:
                 reasons = item[1].reasons
-                if any(r.endswith((": unknown_agent", ": no_playbook")) for r in reasons):
+                if any(r.endswith(tuple(f": {h}" for h in HOPELESS)) for r in reasons):
                     return 0
                 return 1 if item[1].escalated_at is not None else 2
             victim = min(self.open.items(), key=rank)[1]  # min keeps the first (oldest) of the best rank
@@ -345,7 +346,7 @@ class Book:
         reason = str(data.get("reason") or outcome) if outcome == "set_aside" else str(outcome)
         detail = data.get("detail") if outcome == "set_aside" else data.get("reason")
         problem.reasons[f"{playbook or 'no playbook'}: {reason}"] = str(detail or reason)
-        if reason == "no_playbook":
+        if reason in HOPELESS:
             self._escalate(problem, now)
         self._plan(problem, now, data.get("retry_at"), f"{reason} lapsed")
 
