@@ -86,3 +86,27 @@ def test_a_damaged_weights_file_means_the_defaults(tmp_path: Path):
     store.path.write_text("{not json")
     store.load()
     assert store.weights_of("coder") == DEFAULTS
+
+
+def test_a_tuning_run_moves_only_labelled_agents_within_bounds_and_a_dry_run_writes_nothing(tmp_path: Path):
+    from engine.config import load_embedded
+    from engine.score.tuner import tuning_run
+
+    config = load_embedded().raw["score"]
+    slow = {"success_rate": 0.3, "latency": 0.0, "stability": 0.5, "resource": 0.5}  # real, scored 0.32: missed
+    noisy = {"success_rate": 0.3, "latency": 1.0, "stability": 0.5, "resource": 0.0}  # not real, scored 0.42
+    records = [label_record(agent="coder", at=T0 + n, label=n % 2 == 0, components=slow if n % 2 == 0 else noisy,
+                            source="operator", event=f"e{n}", now=T0) for n in range(12)]
+    store = WeightStore(tmp_path, config["weights"])
+    dry = tuning_run(store, records, ["coder", "analyst"], config, dry_run=True, now=T0)
+    assert dry["version"] == 0 and not store.path.exists()
+    report = tuning_run(store, records, ["coder", "analyst"], config, dry_run=False, now=T0)
+    coder = next(a for a in report["agents"] if a["agent"] == "coder")
+    analyst = next(a for a in report["agents"] if a["agent"] == "analyst")
+    assert coder["after"]["latency"] > coder["before"]["latency"] and coder["after"]["resource"] < 0.2
+    assert all(abs(coder["after"][k] - coder["before"][k]) <= 0.1 + 1e-9 and coder["after"][k] >= 0.05
+               for k in coder["before"])
+    assert abs(sum(coder["after"].values()) - 1) < 1e-9
+    assert coder["metrics_after"]["f1"] > coder["metrics_before"]["f1"]
+    assert analyst["labels"] == 0 and "needed" in analyst["reason"]
+    assert report["version"] == 1 and store.weights_of("coder") == coder["after"]
