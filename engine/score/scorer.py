@@ -39,7 +39,10 @@ def _number(value: Any) -> float | None:
     """A finite number from an event's data, or None (strings, booleans, NaN and the like are no numbers)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer past float's range
+        return None
     return value if math.isfinite(value) else None
 
 
@@ -168,10 +171,12 @@ class Scorer:
             state.recent.add(duration, now)
             if state.baseline is not None and not state.degraded:
                 state.baseline.add(duration, now)
+        if state.tasks < MIN_TASKS:
+            return
         target = self._targets.get(agent)
         if target is None and state.baseline is not None:
             target = state.baseline.quantile(0.95, now)
-        state.latency = 1.0 if state.tasks < MIN_TASKS else latency(state.recent.quantile(0.95, now), target)
+        state.latency = latency(state.recent.quantile(0.95, now), target)
 
     def _components(self, state: _Agent, now: float) -> dict[str, float]:
         return {"success_rate": success_rate(state.ok.value(now), state.done.value(now)),
