@@ -21,6 +21,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from engine.durations import parse_duration
 from engine.events import EventError, parse_json_body
+from engine.score.feedback import FeedbackError
 from engine.service import encodings
 from engine.service.hosts import HostRule
 from engine.service.interface import EngineAPI
@@ -248,6 +249,31 @@ async def get_problem(request: web.Request) -> web.Response:
     return json_response(found) if found is not None else error(404, f"no problem {problem_id}")
 
 
+async def get_score(request: web.Request) -> web.Response:
+    return json_response({"agents": request.app[ENGINE].score_view(request.query.get("agent") or None)})
+
+
+async def post_feedback(request: web.Request) -> web.Response:
+    """A label: `{"event": ID, "label": bool}` or `{"agent": A, "at": T, "label": true}` (docs/score.md)."""
+    if request.content_type != "application/json":
+        return error(415, f"Content-Type must be application/json, not {request.content_type!r}")
+    body = await _read_body(request, "")
+    if isinstance(body, web.Response):
+        return body
+    try:
+        record = await request.app[ENGINE].feedback(orjson.loads(body))
+    except orjson.JSONDecodeError as exc:
+        return error(400, f"the body is not JSON: {exc}", pointer="")
+    except FeedbackError as exc:
+        return error(400, str(exc), pointer=exc.pointer)
+    return json_response({"label": record}, 201)
+
+
+async def post_tune(request: web.Request) -> web.Response:
+    """`dry_run=1`: what tuning would change; `revert=1`: undo the last version."""
+    return json_response(await request.app[ENGINE].tune(_flag(request, "dry_run"), _flag(request, "revert")))
+
+
 async def post_rollback(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     run_id = request.match_info["run_id"]
@@ -301,6 +327,9 @@ def build_app(engine: EngineAPI) -> web.Application:
     app.router.add_get("/api/playbooks", get_playbooks)
     app.router.add_get("/api/problems", get_problems)
     app.router.add_get("/api/problems/{problem_id}", get_problem)
+    app.router.add_get("/api/score", get_score)
+    app.router.add_post("/api/feedback", post_feedback)
+    app.router.add_post("/api/tune", post_tune)
     app.router.add_get("/api/runs", get_runs)
     app.router.add_get("/api/runs/{run_id}", get_run)
     app.router.add_post("/api/runs/{run_id}/rollback", post_rollback)

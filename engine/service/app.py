@@ -49,6 +49,7 @@ from engine.reactor.rollback import RollbackRefused, rollback_run
 from engine.reactor.runner import Reactor, ReactorDeps
 from engine.reactor.snapshot import SnapshotError
 from engine.reactor.watch import EventWatcher
+from engine.score.keeper import ScoreKeeper
 from engine.sensors.build import build_sensors, scan_all
 from engine.service.api import build_app
 from engine.service.edge import make_runner
@@ -116,6 +117,9 @@ class Engine:
                          resync_s=parse_duration(problems_cfg["resync"]), redecide=problems_cfg["redecide"],
                          max_open=problems_cfg["max_open"], on_healed=self.metrics.heal_seconds.observe)
         self.problem_files = ProblemFiles(self.data_dir)
+        agent_limits = config.raw["sensors"]["agents"]
+        self.score = ScoreKeeper(config.raw["score"], self.data_dir, cpu_high=agent_limits["cpu"]["high"],
+                                 rss_high=agent_limits["rss_mb"]["high"], clock=clock)
         self._unwritten: dict[str, dict[str, Any]] = {}
         self._writing = asyncio.Lock()
         self.url = f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::') else self.host}:{self.port}"
@@ -140,10 +144,10 @@ class Engine:
                                    on_dropped=self._on_dropped)
         self.dispatcher.attach(self.scheduler)
         self.decider = Decider(self.bus.subscribe("engine", "*", policy="lossless"), self.matcher, self._dispatch,
-                               (self.watcher.feed, self._observe, self.book.fold),
+                               (self.watcher.feed, self._observe, self.book.fold, self._score_event),
                                announce=self.dispatcher.announce_set_aside,
                                opens_problem=lambda event: bool(self.book.kinds.opening(event)))
-        self.weekly_hooks: list[Callable[[], Awaitable[Any]]] = []
+        self.weekly_hooks: list[Callable[[], Awaitable[Any]]] = [self._tune_weekly]
         self.sensor_errors: dict[str, str] = {}
         self._jobs = AsyncIOScheduler(timezone=timezone.utc)
         self._decider_task: asyncio.Task[None] | None = None
@@ -160,6 +164,8 @@ class Engine:
         for line in self.writer.stats.repaired:
             log.warning("store repaired: %s", line)
         await self._load_problems()
+        rebuilt = await asyncio.to_thread(self.score.rebuild, self.events_dir)
+        log.info("scores rebuilt", extra={"events": rebuilt, "agents": len(self.score.agents())})
         self._decider_task = self.background.spawn(self.decider.run(), "decider")
         self.background.spawn(self.lag.run(), "loop_lag")
         outcome = await asyncio.to_thread(self.registry.reload)
@@ -253,6 +259,7 @@ class Engine:
                      coalesce=True)  # outside intake resumes by itself once the disk has room again
         jobs.add_job(self.reload_rules, "interval", seconds=2.0, id="rules", max_instances=1, coalesce=True)
         jobs.add_job(self._problems_tick, "interval", seconds=1.0, id="problems", max_instances=1, coalesce=True)
+        jobs.add_job(self._flush_labels, "interval", seconds=10.0, id="score_labels", max_instances=1, coalesce=True)
         # Daily and weekly jobs run however late they are (misfire_grace_time=None): a stall at 00:10 must
         # not skip a day of retention. APScheduler's default grace of 1 s would.
         jobs.add_job(self._retention, "cron", hour=0, minute=10, id="retention", max_instances=1, coalesce=True,
@@ -281,6 +288,10 @@ class Engine:
         return 0
 
     # -- the decision loop's hooks ----------------------------------------------------------------
+    def _score_event(self, event: dict[str, Any]) -> None:
+        for type_, _agent, data, severity in self.score.observe(event):  # the cause names the agent
+            self.background.spawn(self.emitter.emit(type_, data, event, severity, source="engine.score"),
+                                  "score_event")
     def _observe(self, event: dict[str, Any]) -> None:
         event_type = event["type"]
         self.metrics.count_ingested(event_type)
@@ -406,6 +417,14 @@ class Engine:
         for hook in self.weekly_hooks:
             await hook()
 
+    async def _tune_weekly(self) -> None:
+        report = await self.tune(dry_run=False, revert=False)
+        log.info("weights tuned", extra={"version": report["version"], "labels": report["labels"],
+                                         "changed": [a["agent"] for a in report["agents"] if a["after"] != a["before"]]})
+
+    async def _flush_labels(self) -> None:
+        await asyncio.to_thread(self.score.flush_labels)
+
     # -- what the API asks ------------------------------------------------------------------------
     async def reload(self) -> dict[str, Any]:
         """SIGHUP and `POST /api/reload`: re-read aios.yaml (kept as is when invalid) and the rules."""
@@ -529,6 +548,27 @@ class Engine:
         found = self.book.get(problem_id)
         return found.as_dict() if found is not None else None
 
+    def score_view(self, agent: str | None) -> list[dict[str, Any]]:
+        return self.score.scorer.view(agent)
+
+    async def feedback(self, body: Any) -> dict[str, Any]:
+        """An operator's label (FeedbackError for bad input, before anything is stored)."""
+        return await asyncio.to_thread(self.score.feedback, self.events_dir, body)
+
+    async def tune(self, dry_run: bool, revert: bool) -> dict[str, Any]:
+        """`tune` and the weekly job: agents whose weights are being fitted show `agent.learning` meanwhile."""
+        agents = self.score.agents()
+        learning = [] if dry_run or revert else await asyncio.to_thread(self.score.labelled_agents)
+        for agent in learning:
+            await self.emitter.emit("agent.learning", {"active": True, "topic": "weight tuning"}, {"agent": agent},
+                                    source="engine.score")
+        try:
+            return await asyncio.to_thread(self.score.tune, agents, dry_run=dry_run, revert=revert)
+        finally:
+            for agent in learning:
+                await self.emitter.emit("agent.learning", {"active": False, "topic": "weight tuning"},
+                                        {"agent": agent}, source="engine.score")
+
     def agents_view(self) -> list[dict[str, Any]]:
         return self.supervisor.view()
 
@@ -554,12 +594,13 @@ class Engine:
         m.loop_lag_worst.set(self.lag.worst)
         guards = self.dispatcher
         for capped in (guards.breaker.map, guards.budget.map, guards.loop.map, guards.loop.emitted_by,
-                       *self.book.capped_maps()):
+                       *self.book.capped_maps(), self.score.labeler.pending):
             m.evictions.labels(capped.name).set(capped.evicted)
         for name, evicted in self.matcher.evictions.items():
             m.evictions.labels(f"matcher_{name}").set(evicted)
         m.evictions.labels("metric_labels").set(m.label_overflow)
         m.evictions.labels("problems").set(self.book.evicted)
+        m.evictions.labels("score_agents").set(self.score.scorer.evicted)
         m.evictions.labels("set_aside_limiter").set(guards.limiter.map.evicted)
         m.set_asides_held.set(guards.limiter.held)
         m.problems(self.book)

@@ -43,6 +43,15 @@ class EngineAPI(Protocol):
     def problem(self, problem_id: str) -> dict[str, Any] | None:
         """One problem with its timeline; None when unknown."""
 
+    def score_view(self, agent: str | None) -> list[dict[str, Any]]:
+        """Each agent's score, components, weights and trend (docs/score.md); only `agent` when given."""
+
+    async def feedback(self, body: Any) -> dict[str, Any]:
+        """Store an operator's label; FeedbackError (with a JSON pointer) for bad input."""
+
+    async def tune(self, dry_run: bool, revert: bool) -> dict[str, Any]:
+        """A weight tuning run (or the revert of the last one) and its report."""
+
     def render_metrics(self) -> tuple[bytes, str]:
         """The Prometheus text and its content type."""
 
