@@ -22,6 +22,9 @@ COMMANDS = {
     "runs": "runs",
     "rollback": "rollback",
     "problems": "problems",
+    "score": "score",
+    "feedback": "feedback",
+    "tune": "tune",
     "config": "config_check",
 }
 
