@@ -1,0 +1,82 @@
+"""The score engine in a real engine with a demo agent: a degraded agent's P0 remediation runs ahead of
+queued P3 work; score, feedback and tune over the API and the CLI (docs/score.md)."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli
+from process_harness import EngineProcess, demo_workers
+
+SLOW = """
+- id: slow-chore
+  on: chore.slow
+  throttle: {within: 1s, key: [data.n]}  # one key per chore: none coalesces with another
+  steps:
+    - {id: wait, action: shell, with: {argv: [python3, -c, "import time; time.sleep(2.5)"]}}
+"""
+CONFIG = """sensors: {interval: 1h}
+score: {agents: {coder: {latency_target_ms: 1000}}}
+agents:
+  coder: {command: [python, -m, engine.demo.worker, --role, coder, --heartbeat, 1s], heartbeat: {interval: 1s}}
+"""
+
+
+@pytest.fixture
+def engine(tmp_path: Path):
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    (tmp_path / "rules" / "slow.yaml").write_text(SLOW)
+    (tmp_path / "aios.yaml").write_text(CONFIG)
+    running = EngineProcess("--config", str(tmp_path / "aios.yaml"), cwd=tmp_path)
+    yield running
+    running.proc.kill()
+    running.proc.wait()
+    for worker in demo_workers(running.url):
+        worker.kill()
+
+
+def started(engine: EngineProcess) -> list[dict]:
+    return sorted(engine.events("reactor.started"), key=lambda e: e["ts"])
+
+
+def test_a_degraded_agents_p0_remediation_runs_ahead_of_queued_p3_work(engine: EngineProcess):
+    engine.post("/api/events", [{"type": "chore.slow", "data": {"n": n}} for n in range(12)])  # 5 run, 7 queue
+    engine.wait_for(lambda: len(started(engine)) >= 5, 20, "five chores running")
+    failing = [{"type": "agent.task_done", "agent": "coder", "data": {"ok": False, "duration_ms": 60_000}}
+               for _ in range(12)]
+    errors = [{"type": "agent.error", "agent": "coder", "data": {"message": "boom"}} for _ in range(12)]
+    hot = {"type": "resource.agent_cpu", "agent": "coder", "severity": "warning", "data": {"cpu_pct": 400.0}}
+    engine.post("/api/events", [*failing, *errors, hot])
+    degraded = engine.wait_for(lambda: engine.events("score.degraded"), 20, "score.degraded")[0]
+    assert degraded["agent"] == "coder" and degraded["data"]["score"] < 0.3
+    assert degraded["data"]["components"]["latency"] == 0.0 and degraded["data"]["components"]["resource"] == 0.0
+    [decision] = engine.wait_for(lambda: [d for d in engine.events("scheduler.decision")
+                                          if d["data"]["playbook"] == "score-degraded-restart-agent"], 20, "P0 decision")
+    assert decision["data"]["priority"] == "P0" and decision["data"]["outcome"] == "queued"
+    engine.wait_for(lambda: any(e["data"]["playbook"] == "score-degraded-restart-agent" for e in started(engine)),
+                    30, "the P0 restart starting")
+    after = [e["data"]["playbook"] for e in started(engine) if e["ts"] > decision["ts"]]
+    assert after[0] == "score-degraded-restart-agent", after  # first through the next free slot
+    assert engine.events("chore.slow") and len([p for p in after if p == "slow-chore"]) < 7  # P3 still queued then
+
+    [row] = engine.get("/api/score?agent=coder")["agents"]
+    assert row["degraded"] and row["score"] < 0.3 and set(row["components"]) == set(row["weights"])
+
+
+def test_feedback_and_tune_over_the_api_and_the_cli(engine: EngineProcess):
+    engine.post("/api/events", [{"type": "agent.task_done", "agent": "coder", "data": {"ok": True, "duration_ms": 500}}])
+    engine.wait_for(lambda: engine.events("score.updated"), 20, "coder scored")
+    bad = run_cli("feedback", "--agent", "coder", "--at", "not-a-time", "--label", "true", "--url", engine.url)
+    assert bad.returncode == 1 and "at:" in bad.stderr and "Traceback" not in bad.stderr
+    good = run_cli("feedback", "--agent", "coder", "--at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1)),
+                   "--label", "true", "--url", engine.url)
+    assert good.returncode == 0, good.stderr
+    tuned = run_cli("tune", "--dry-run", "--url", engine.url)
+    assert tuned.returncode == 0 and "dry run, nothing changed: 1 labels" in tuned.stdout, tuned.stdout
+    assert "coder" in tuned.stdout and "needed" in tuned.stdout
+    text = run_cli("score", "--url", engine.url).stdout
+    assert text.splitlines()[0].startswith("AGENT") and any(line.startswith("coder") for line in text.splitlines())
+    assert json.loads(run_cli("score", "--url", engine.url, "--format", "json").stdout.splitlines()[0])["agent"]
