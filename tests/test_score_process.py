@@ -54,7 +54,8 @@ def test_a_degraded_agents_p0_remediation_runs_ahead_of_queued_p3_work(engine: E
     assert degraded["agent"] == "coder" and degraded["data"]["score"] < 0.3
     assert degraded["data"]["components"]["latency"] == 0.0 and degraded["data"]["components"]["resource"] == 0.0
     [decision] = engine.wait_for(lambda: [d for d in engine.events("scheduler.decision")
-                                          if d["data"]["playbook"] == "score-degraded-restart-agent"], 20, "P0 decision")
+                                          if d["data"]["playbook"] == "score-degraded-restart-agent"],
+                                 20, "P0 decision")
     assert decision["data"]["priority"] == "P0" and decision["data"]["outcome"] == "queued"
     engine.wait_for(lambda: any(e["data"]["playbook"] == "score-degraded-restart-agent" for e in started(engine)),
                     30, "the P0 restart starting")
@@ -67,12 +68,13 @@ def test_a_degraded_agents_p0_remediation_runs_ahead_of_queued_p3_work(engine: E
 
 
 def test_feedback_and_tune_over_the_api_and_the_cli(engine: EngineProcess):
-    engine.post("/api/events", [{"type": "agent.task_done", "agent": "coder", "data": {"ok": True, "duration_ms": 500}}])
+    engine.post("/api/events", [{"type": "agent.task_done", "agent": "coder",
+                                 "data": {"ok": True, "duration_ms": 500}}])
     engine.wait_for(lambda: engine.events("score.updated"), 20, "coder scored")
     bad = run_cli("feedback", "--agent", "coder", "--at", "not-a-time", "--label", "true", "--url", engine.url)
     assert bad.returncode == 1 and "at:" in bad.stderr and "Traceback" not in bad.stderr
-    good = run_cli("feedback", "--agent", "coder", "--at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1)),
-                   "--label", "true", "--url", engine.url)
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+    good = run_cli("feedback", "--agent", "coder", "--at", soon, "--label", "true", "--url", engine.url)
     assert good.returncode == 0, good.stderr
     tuned = run_cli("tune", "--dry-run", "--url", engine.url)
     assert tuned.returncode == 0 and "dry run, nothing changed: 1 labels" in tuned.stdout, tuned.stdout

@@ -56,7 +56,8 @@ class WeightStore:
         for who, change in moved.items():
             self._set(who, dict(change["after"]))
         self.version += 1
-        self.history = [*self.history, {"version": self.version, "at": format_ts(now), "changes": moved}][-MAX_VERSIONS:]
+        version = {"version": self.version, "at": format_ts(now), "changes": moved}
+        self.history = [*self.history, version][-MAX_VERSIONS:]
         self._save()
         return self.version
 

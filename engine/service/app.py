@@ -419,8 +419,8 @@ class Engine:
 
     async def _tune_weekly(self) -> None:
         report = await self.tune(dry_run=False, revert=False)
-        log.info("weights tuned", extra={"version": report["version"], "labels": report["labels"],
-                                         "changed": [a["agent"] for a in report["agents"] if a["after"] != a["before"]]})
+        changed = [a["agent"] for a in report["agents"] if a["after"] != a["before"]]
+        log.info("weights tuned", extra={"version": report["version"], "labels": report["labels"], "changed": changed})
 
     async def _flush_labels(self) -> None:
         await asyncio.to_thread(self.score.flush_labels)
