@@ -6,14 +6,16 @@ Each history is a fleet of agents over some days: the engine events they would c
 each agent really had a fault. The events go through the real Scorer (time from `ts`, no sleeping); a simulated
 operator labels its degradations against the ground truth, as `aios-engine feedback` would.
 
-Scenarios — what a real fault looks like, and what harmless noise looks like beside it:
+Scenarios — what a real fault looks like, and the harmless noise beside it:
 
-| scenario | real fault | harmless noise |
-|---|---|---|
-| latency | tasks 3–8× slower, 10 % time out (fail) | CPU alerts at 1.1–2.5× the limit (70 %); blips of slow tasks, 2–6 min at 2–4× (30 %); the odd failed task (1–4 %) |
-| resource | a CPU or RSS alert at 1.6–3× the limit; tasks 1.5–2.5× slower, 30 % fail with an error | bursts of slow tasks, 5–30 min at 3–6× (70 %); mild alerts at 1.1–1.6× (30 %) |
-| crash | a crash loop: `agent.down` every 1–3 min, the task in flight failing, half the others too | slow bursts, CPU alerts, a single restart now and then |
-| flapping | sustained failures: every task fails | short dips (2–8 min) where 50–80 % of tasks fail, 4× as often |
+- latency: fault: tasks 3–8× slower, 10 % time out (fail). Noise: CPU alerts at 1.1–2.5× the limit (70 %),
+  blips of slow tasks, 2–6 min at 2–4× (30 %); the odd failed task (each agent's base rate, 1–4 %).
+- resource: fault: a CPU or RSS alert at 1.6–3× the limit; tasks 1.5–2.5× slower, 30 % fail with an error.
+  Noise: bursts of slow tasks, 5–30 min at 3–6× (70 %); mild alerts at 1.1–1.6× (30 %).
+- crash: fault: a crash loop, `agent.down` every 1–3 min, the task in flight failing, half the others too
+  (with an error). Noise: slow bursts (40 %), CPU alerts (40 %), a single restart now and then (20 %).
+- flapping: fault: sustained failures, every task fails (half with an error). Noise: short dips, 2–8 min
+  where 50–80 % of tasks fail, 4× as often as the other scenarios' noise.
 
 Faults and noise episodes arrive as Poisson processes per agent. A fault lasts a log-uniform time between
 `fault_min_s` and `fault_max_s` (it heals by itself then). What an agent is like (its usual latency, its base
@@ -34,6 +36,7 @@ the detection time is read from the stream without restarts.
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import random
@@ -346,20 +349,53 @@ def label(replay: Replay, since: float, until: float, rng: random.Random) -> lis
 
 # ------------------------------------------------------------------------------------------ training, testing
 
+def _share(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Detection:
-    precision: float
-    recall: float
-    f1: float
-    false_alarms_per_agent_day: float
-    faults: int
-    degradations: int
-    healed_off: float  # share of faults healed within 5 min, remediation off
-    healed_on: float  # the same with score-driven P0 remediation on
+    """Counts from one or more evaluated histories (`+` pools them); the ratios are properties."""
+
+    faults: int = 0
+    detected: int = 0
+    degradations: int = 0
+    true_alarms: int = 0  # degradations that began inside a fault (or its grace)
+    agent_days: float = 0.0
+    healed_off: int = 0  # faults healed within 5 min with remediation off
+    healed_on: int = 0  # the same with score-driven P0 remediation on
+
+    def __add__(self, other: Detection) -> Detection:
+        return Detection(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+    @property
+    def precision(self) -> float:
+        return _share(self.true_alarms, self.degradations)
+
+    @property
+    def recall(self) -> float:
+        return _share(self.detected, self.faults)
+
+    @property
+    def f1(self) -> float:
+        return _share(2 * self.precision * self.recall, self.precision + self.recall)
+
+    @property
+    def false_alarms_per_agent_day(self) -> float:
+        return _share(self.degradations - self.true_alarms, self.agent_days)
+
+    @property
+    def healed_off_share(self) -> float:
+        return _share(self.healed_off, self.faults)
+
+    @property
+    def healed_on_share(self) -> float:
+        return _share(self.healed_on, self.faults)
 
 
-def evaluate(history: History, weights: Mapping[str, Mapping[str, float]], score_config: Mapping[str, Any]) -> Detection:
-    """Detection and healing figures of the Scorer with these weights (agent → weights; {} = configured)."""
+def evaluate(history: History, weights: Mapping[str, Mapping[str, float]],
+             score_config: Mapping[str, Any]) -> Detection:
+    """Detection and healing counts of the Scorer with these weights (agent → weights; {} = configured)."""
     cfg = history.config
     replay = Replay(history, score_config, {k: dict(v) for k, v in weights.items()})
     replay.play(math.inf)
@@ -367,8 +403,6 @@ def evaluate(history: History, weights: Mapping[str, Mapping[str, float]], score
     faults = [f for f in history.faults if f.start >= counted]
     degradations = [d for d in replay.degradations if d.at >= counted]
     mine, per_agent = _by_agent(history.faults), _by_agent(replay.degradations)
-    true_alarms = sum(_in_fault(mine, d.agent, d.at, cfg.grace_s) for d in degradations)
-    false_alarms = len(degradations) - true_alarms
     heal = random.Random(f"heal/{history.scenario}/{history.seed}")
     detected = healed_off = healed_on = 0
     for f in faults:
@@ -378,12 +412,9 @@ def evaluate(history: History, weights: Mapping[str, Mapping[str, float]], score
         healed_off += f.duration <= HEALED_WITHIN_S
         healed = f.duration if at is None or not works else min(f.duration, at - f.start + cfg.restart_s)
         healed_on += healed <= HEALED_WITHIN_S
-    precision = true_alarms / len(degradations) if degradations else 0.0
-    recall = detected / len(faults) if faults else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    agent_days = len(history.agents) * (cfg.days - cfg.warmup_s / 86400.0)
-    return Detection(precision, recall, f1, false_alarms / agent_days, len(faults), len(degradations),
-                     healed_off / len(faults) if faults else 0.0, healed_on / len(faults) if faults else 0.0)
+    return Detection(len(faults), detected, len(degradations),
+                     sum(_in_fault(mine, d.agent, d.at, cfg.grace_s) for d in degradations),
+                     len(history.agents) * (cfg.days - cfg.warmup_s / 86400.0), healed_off, healed_on)
 
 
 @dataclass(frozen=True, slots=True)
