@@ -79,6 +79,11 @@ def test_feedback_and_tune_over_the_api_and_the_cli(engine: EngineProcess):
     tuned = run_cli("tune", "--dry-run", "--url", engine.url)
     assert tuned.returncode == 0 and "dry run, nothing changed: 1 labels" in tuned.stdout, tuned.stdout
     assert "coder" in tuned.stdout and "needed" in tuned.stdout
+    assert not [e for e in engine.events("agent.learning") if e["data"].get("topic") == "weight tuning"]
+    real = run_cli("tune", "--url", engine.url)
+    assert real.returncode == 0 and "weights version 0: 1 labels" in real.stdout, real.stdout  # too few: unchanged
+    learning = [e for e in engine.events("agent.learning") if e["data"].get("topic") == "weight tuning"]
+    assert [(e["agent"], e["data"]["active"]) for e in learning] == [("coder", True), ("coder", False)]
     text = run_cli("score", "--url", engine.url).stdout
     assert text.splitlines()[0].startswith("AGENT") and any(line.startswith("coder") for line in text.splitlines())
     assert json.loads(run_cli("score", "--url", engine.url, "--format", "json").stdout.splitlines()[0])["agent"]
