@@ -22,7 +22,8 @@ Faults and noise episodes arrive as Poisson processes per agent. A fault lasts a
 failure rate) comes from (scenario, agent index) and not from the seed, so that seeds are independent weeks of
 the same fleet: weights tuned on some seeds can be tested on others.
 
-The operator (`coverage`, `label_noise`, `notice_after_s`, `grace_s`) labels a share `coverage` of the score's degradations, true when it began inside a
+The operator (`coverage`, `label_noise`, `notice_after_s`, `grace_s`) labels a share `coverage` of the
+score's degradations, true when it began inside a
 fault or up to `grace_s` after it ended, flipped with probability `label_noise`; and of the faults the score
 missed that lasted `notice_after_s` or more, labels the same share as true at a moment drawn in their second
 half, with the components the scorer had then (its vector after the agent's last event before that moment).
