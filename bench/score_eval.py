@@ -29,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine import config  # noqa: E402
+from engine.durations import parse_duration  # noqa: E402
 from engine.events import format_ts  # noqa: E402
 from engine.problems.book import event_time  # noqa: E402
 from engine.score.scorer import Scorer  # noqa: E402
@@ -42,13 +43,17 @@ TEST_DAYS = 7.0
 AGENTS_AT_SCALE = 10_000
 
 
-def scenario_figures(scenario: str) -> tuple[str, Detection, Detection, dict[str, float], int, int]:
-    trained = train([generate(scenario, seed, SIM) for seed in TRAIN_SEEDS], SCORE, round_days=7)
+Figures = tuple[str, Detection, Detection, dict[str, float], int, int]
+
+
+def scenario_figures(scenario: str, score: dict[str, Any]) -> Figures:
+    """One scenario's fixed and tuned detection, the tuned fleet weights, tuning runs and labels, under `score`."""
+    trained = train([generate(scenario, seed, SIM) for seed in TRAIN_SEEDS], score, round_days=7)
     fixed = tuned = Detection()
     for seed in TEST_SEEDS:
         history = generate(scenario, seed, dataclasses.replace(SIM, days=TEST_DAYS))
-        fixed += evaluate(history, {}, SCORE)
-        tuned += evaluate(history, trained.weights, SCORE)
+        fixed += evaluate(history, {}, score)
+        tuned += evaluate(history, trained.weights, score)
     return scenario, fixed, tuned, trained.fleet, trained.rounds, trained.labels
 
 
@@ -137,15 +142,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=60_000, help="events in the cost stream")
     parser.add_argument("--jobs", type=int, default=min(len(SCENARIOS), os.cpu_count() or 1))
+    parser.add_argument("--half-life", help="score.half_life for the scenarios (default: the configured one)")
+    parser.add_argument("--stability-half-life", help="score.stability_half_life for the scenarios (default: the "
+                        "configured one)")
     args = parser.parse_args()
+    score = {**SCORE, **{key: value for key, value in (("half_life", args.half_life),
+                                                       ("stability_half_life", args.stability_half_life)) if value}}
+    for key in ("half_life", "stability_half_life"):
+        try:
+            positive = parse_duration(score[key]) > 0
+        except ValueError as error:
+            parser.error(f"--{key.replace('_', '-')}: {error}")
+        if not positive:
+            parser.error(f"--{key.replace('_', '-')}: {score[key]!r} is not a positive duration")
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(scenario_figures, SCENARIOS))
+        results = list(pool.map(scenario_figures, SCENARIOS, [score] * len(SCENARIOS)))
     evaluated = time.perf_counter() - started
 
     print(f"simulator: {SIM.agents} agents; train seeds {TRAIN_SEEDS} × {SIM.days:g} days (weekly tuning), test seeds "
           f"{TEST_SEEDS} × {TEST_DAYS:g} days; a task every {SIM.task_every_s:g} s on average; "
           f"{SIM.faults_per_day:g} faults and {SIM.noise_per_day:g} noise episodes per agent-day;")
+    print(f"score: half_life {score['half_life']}, stability_half_life {score['stability_half_life']}")
     print(f"faults last {SIM.fault_min_s / 60:g}–{SIM.fault_max_s / 60:g} min (log-uniform); labels: coverage "
           f"{SIM.coverage:.0%}, noise {SIM.label_noise:.0%}; P0 on: healthy {SIM.restart_s:g} s after detection, "
           f"the restart working {SIM.restart_heals:.0%} of the time\n")

@@ -88,6 +88,14 @@ def test_stability_from_restarts_and_errors():
     assert scorer.vector("coder")["stability"] == pytest.approx(math.exp(-(0.625 + 0.25) * math.log(2) / 3))
 
 
+def test_stability_heals_with_its_own_configured_half_life():
+    scorer, clock = make(stability_half_life="10m")
+    scorer.fold(ev(clock, "agent.down", exit_code=1))
+    clock.now += 600  # one stability half-life: the restart weighs a half, whatever score.half_life is
+    scorer.fold(ev(clock, "agent.error"))
+    assert scorer.vector("coder")["stability"] == pytest.approx(math.exp(-(0.5 + 0.25) * math.log(2) * 6 / 3))
+
+
 def test_resource_while_an_alert_fires_and_after_it_clears():
     scorer, clock = make()
     scorer.fold(ev(clock, "resource.agent_cpu", cpu_pct=135.0, threshold=90))

@@ -23,7 +23,6 @@ __all__ = ["COMPONENTS", "READS", "Scorer"]
 
 TASK_DONE, DOWN, ERROR = "agent.task_done", "agent.down", "agent.error"
 CPU, MEMORY = "resource.agent_cpu", "resource.agent_memory"
-STABILITY_HALF_LIFE_S = 3600.0
 MIN_TASKS = 5  # latency is full marks until this many tasks were seen
 TREND_POINTS = 60  # one a minute: the last hour
 _NO_POINT = float("nan")
@@ -52,13 +51,13 @@ class _Agent:
     __slots__ = ("ok", "done", "recent", "baseline", "latency", "trouble", "cpu", "rss", "tasks", "degraded",
                  "score", "announced", "announced_at", "at", "trend", "trend_minute")
 
-    def __init__(self, half_life_s: float, baseline_half_life_s: float | None) -> None:
+    def __init__(self, half_life_s: float, stability_half_life_s: float, baseline_half_life_s: float | None) -> None:
         self.ok = DecayedCount(half_life_s)
         self.done = DecayedCount(half_life_s)
         self.recent = DecayedHistogram(half_life_s)
         self.baseline = None if baseline_half_life_s is None else DecayedHistogram(baseline_half_life_s)
         self.latency = 1.0  # quantiles do not decay, so this changes only when a task is done
-        self.trouble = DecayedCount(STABILITY_HALF_LIFE_S)  # restarts plus a quarter of errors
+        self.trouble = DecayedCount(stability_half_life_s)  # restarts plus a quarter of errors
         self.cpu: float | None = None  # the firing alert's latest number; None once it clears
         self.rss: float | None = None
         self.tasks = 0
@@ -94,6 +93,7 @@ class Scorer:
     def __init__(self, config: Mapping[str, Any], *, cpu_high: float, rss_high: float,
                  clock: Callable[[], float], weights_of: Callable[[str], Mapping[str, float]] | None = None) -> None:
         self._half_life_s = _seconds(config["half_life"])
+        self._stability_half_life_s = _seconds(config["stability_half_life"])
         self._baseline_half_life_s = _seconds(config["baseline_half_life"])
         self._every_s = _seconds(config["update_every"])
         self._degraded_below = float(config["degraded_below"])
@@ -153,7 +153,8 @@ class Scorer:
         now = event_time(event, self._clock())
         data = event.get("data")
         state = self._agents.setdefault(agent, lambda: _Agent(
-            self._half_life_s, None if agent in self._targets else self._baseline_half_life_s))
+            self._half_life_s, self._stability_half_life_s,
+            None if agent in self._targets else self._baseline_half_life_s))
         apply(self, agent, state, data if isinstance(data, dict) else {}, now)
         if now > state.at:
             state.at = now
