@@ -34,9 +34,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = config_from(args)
         data_dir = data_dir_from(args, config)
-        limits = config.raw["sensors"]["agents"]
-        keeper = ScoreKeeper(config.raw["score"], data_dir, cpu_high=limits["cpu"]["high"],
-                             rss_high=limits["rss_mb"]["high"], clock=time.time)
+        keeper = ScoreKeeper.from_config(config.raw, data_dir, time.time)
         keeper.rebuild(Layout.under(data_dir).events_dir)
         rows = keeper.scorer.view(args.agent)
     if args.format == "json":

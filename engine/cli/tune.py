@@ -37,9 +37,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = config_from(args)
         data_dir = data_dir_from(args, config)
-        limits = config.raw["sensors"]["agents"]
-        keeper = ScoreKeeper(config.raw["score"], data_dir, cpu_high=limits["cpu"]["high"],
-                             rss_high=limits["rss_mb"]["high"], clock=time.time)
+        keeper = ScoreKeeper.from_config(config.raw, data_dir, time.time)
         try:
             with DataLock(data_dir):
                 keeper.weights.load()

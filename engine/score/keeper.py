@@ -36,6 +36,13 @@ class ScoreKeeper:
         self._clock = clock
         self._files = threading.Lock()  # labels and weights are written from threads: one writer at a time
 
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any], data_dir: Path, clock: Callable[[], float]) -> ScoreKeeper:
+        """From the whole filled-in config: its `score` section, and the agent sensor's limits."""
+        limits = raw["sensors"]["agents"]
+        return cls(raw["score"], data_dir, cpu_high=limits["cpu"]["high"], rss_high=limits["rss_mb"]["high"],
+                   clock=clock)
+
     def observe(self, event: dict[str, Any]) -> list[Emitted]:
         """One stored event: the score events to emit."""
         out = self.scorer.fold(event)

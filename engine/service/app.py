@@ -117,9 +117,7 @@ class Engine:
                          resync_s=parse_duration(problems_cfg["resync"]), redecide=problems_cfg["redecide"],
                          max_open=problems_cfg["max_open"], on_healed=self.metrics.heal_seconds.observe)
         self.problem_files = ProblemFiles(self.data_dir)
-        agent_limits = config.raw["sensors"]["agents"]
-        self.score = ScoreKeeper(config.raw["score"], self.data_dir, cpu_high=agent_limits["cpu"]["high"],
-                                 rss_high=agent_limits["rss_mb"]["high"], clock=clock)
+        self.score = ScoreKeeper.from_config(config.raw, self.data_dir, clock)
         self._unwritten: dict[str, dict[str, Any]] = {}
         self._writing = asyncio.Lock()
         self.url = f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::') else self.host}:{self.port}"
