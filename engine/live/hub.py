@@ -136,7 +136,7 @@ class Hub:
         self._doc: State | None = None  # this round's state document
         self._good: State = {}  # the last document the provider gave
         self._patches: dict[int, tuple[State, State | None]] = {}  # this round's patches by old document
-        self.counts = {"frames": 0, "overflows": 0, "dropped_frames": 0, "refused": 0, "expired": 0,
+        self.counts = {"events": 0, "frames": 0, "overflows": 0, "dropped_frames": 0, "refused": 0, "expired": 0,
                        "state_errors": 0}
 
     # -- the engine's side ------------------------------------------------------------------------
@@ -144,6 +144,7 @@ class Hub:
     def publish(self, event: Event) -> None:
         """Hand a stored event to every stream; frames that fall due are built and queued. Never waits."""
         self._round()
+        self.counts["events"] += 1
         for stream in self._streams():
             if stream.batcher.add(event):
                 self._emit(stream)
