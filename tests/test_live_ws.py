@@ -186,3 +186,16 @@ def test_a_slow_client_does_not_delay_a_fast_one_and_later_gets_a_snapshot():
         assert state == live.doc and live.hub.counts["dropped_frames"] >= 1
 
     run(body, client_buffer=4)
+
+
+def test_past_max_clients_a_client_is_told_and_closed_and_shutdown_closes_the_rest():
+    async def body(live: Live) -> None:
+        ws = await live.connect()
+        assert (await frame(ws))["seq"] == 1
+        extra = await live.connect()
+        assert (await frame(extra))["error"].startswith("too many live clients (at most 1)")
+        assert (await extra.receive(timeout=2)).type is aiohttp.WSMsgType.CLOSE and extra.close_code == 1013
+        live.hub.close()
+        assert (await ws.receive(timeout=2)).type is aiohttp.WSMsgType.CLOSE and ws.close_code == 1001
+
+    run(body, max_clients=1)
