@@ -16,6 +16,7 @@ from engine.score.scorer import COMPONENTS, READS, Scorer
 
 T0 = 1_800_000_000.0
 ONLY_RESOURCE = {"success_rate": 0.0, "latency": 0.0, "stability": 0.0, "resource": 1.0}
+FRESH = 6 * math.log(2)  # restarts an hour that stability reads from one fresh restart (half-life 10 min)
 _ids = itertools.count()
 
 
@@ -71,7 +72,7 @@ def test_success_rate_from_tasks_done():
 def test_the_decayed_counts_halve_with_the_half_life():
     scorer, clock = make()
     scorer.fold(ev(clock, "agent.task_done", ok=False))
-    clock.now += 1800  # one half-life: the failure weighs a half
+    clock.now += 300  # one half-life (score.half_life, 5 min): the failure weighs a half
     scorer.fold(ev(clock, "agent.task_done", ok=True))
     assert scorer.vector("coder")["success_rate"] == pytest.approx((1 + 1) / (1.5 + 1))
 
@@ -79,21 +80,21 @@ def test_the_decayed_counts_halve_with_the_half_life():
 def test_stability_from_restarts_and_errors():
     scorer, clock = make()
     scorer.fold(ev(clock, "agent.down", exit_code=1))
-    assert scorer.vector("coder")["stability"] == pytest.approx(math.exp(-math.log(2) / 3))
+    assert scorer.vector("coder")["stability"] == pytest.approx(math.exp(-FRESH / 3)) == pytest.approx(0.25)
     scorer.fold(ev(clock, "agent.error", message="boom"))
-    assert scorer.vector("coder")["stability"] == pytest.approx(math.exp(-1.25 * math.log(2) / 3))
-    clock.now += 3600  # an hour later it has healed by half
+    assert scorer.vector("coder")["stability"] == pytest.approx(math.exp(-1.25 * FRESH / 3))
+    clock.now += 600  # ten minutes later (score.stability_half_life) it has healed by half
     scorer.fold(ev(clock, "agent.heartbeat"))  # not a score event: nothing changes
     scorer.fold(ev(clock, "agent.error"))
-    assert scorer.vector("coder")["stability"] == pytest.approx(math.exp(-(0.625 + 0.25) * math.log(2) / 3))
+    assert scorer.vector("coder")["stability"] == pytest.approx(math.exp(-(0.625 + 0.25) * FRESH / 3))
 
 
 def test_stability_heals_with_its_own_configured_half_life():
-    scorer, clock = make(stability_half_life="10m")
+    scorer, clock = make(stability_half_life="1h")
     scorer.fold(ev(clock, "agent.down", exit_code=1))
-    clock.now += 600  # one stability half-life: the restart weighs a half, whatever score.half_life is
+    clock.now += 3600  # one stability half-life: the restart weighs a half, whatever score.half_life is
     scorer.fold(ev(clock, "agent.error"))
-    assert scorer.vector("coder")["stability"] == pytest.approx(math.exp(-(0.5 + 0.25) * math.log(2) * 6 / 3))
+    assert scorer.vector("coder")["stability"] == pytest.approx(math.exp(-(0.5 + 0.25) * math.log(2) / 3))
 
 
 def test_resource_while_an_alert_fires_and_after_it_clears():
@@ -113,7 +114,7 @@ def test_the_weighted_score_with_the_default_weights():
     scorer.fold(ev(clock, "resource.agent_cpu", cpu_pct=135.0))
     scorer.fold(ev(clock, "agent.task_done", ok=False))
     emitted = scorer.fold(ev(clock, "agent.down"))
-    expected = 0.4 * 0.5 + 0.2 * 1.0 + 0.2 * math.exp(-math.log(2) / 3) + 0.2 * 0.5
+    expected = 0.4 * 0.5 + 0.2 * 1.0 + 0.2 * math.exp(-FRESH / 3) + 0.2 * 0.5
     assert scorer.view()[0]["score"] == pytest.approx(expected, abs=1e-4)
     assert scorer.view()[0]["weights"] == {"success_rate": 0.4, "latency": 0.2, "stability": 0.2, "resource": 0.2}
     assert emitted == []  # within update_every of the first announcement (the first event's)
