@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from engine.config import Config, load_config
+from engine.live.hub import Hub
 from engine.problems.book import Problem
 from engine.service.api import build_app
 from engine.service.edge import make_runner
@@ -54,6 +55,7 @@ class FakeEngine:
     metrics: Metrics = field(default_factory=Metrics)
     compactions: list[bool] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # newest first, as the book lists them
+    hub: Hub = field(default_factory=lambda: Hub(state=dict, clock=time.monotonic, epoch="test"))
 
     def overloaded(self) -> tuple[str, int] | None:
         return self.overload

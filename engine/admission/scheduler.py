@@ -145,6 +145,9 @@ class Scheduler:
     def running(self) -> int:
         return len(self._running)
 
+    def running_ids(self) -> list[str]:
+        return list(self._running)
+
     def depth_by_priority(self) -> dict[str, int]:
         return {name: len(self._classes[rank]) for name, rank in RANK.items()}
 

@@ -21,6 +21,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from engine.durations import parse_duration
 from engine.events import EventError, parse_json_body
+from engine.live.ws import HUB, websocket
 from engine.score.feedback import FeedbackError
 from engine.service import encodings
 from engine.service.hosts import HostRule
@@ -78,10 +79,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not hmac.compare_digest(offered.encode(), token.encode()):
             return error(401, "missing or wrong token: send 'Authorization: Bearer <token>' or log in at /login")
     origin = request.headers.get("Origin")
-    if request.method in WRITE_METHODS and origin is not None:
-        own = f"{request.scheme}://{request.host}"
+    if origin is not None and (request.method in WRITE_METHODS or request.path == "/ws"):
+        own = f"{request.scheme}://{request.host}"  # /ws too: another site's page must not read it with our cookie
         if origin != own:
-            return error(403, f"cross-origin write refused: Origin {origin!r} is not {own!r}")
+            return error(403, f"cross-origin request refused: Origin {origin!r} is not {own!r}")
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
@@ -337,5 +338,7 @@ def build_app(engine: EngineAPI) -> web.Application:
     app.router.add_post("/api/compact", post_compact)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/login", get_login)
+    app[HUB] = engine.hub
+    app.router.add_get("/ws", websocket)
     app.router.add_route("*", "/api/{tail:.*}", api_not_found)
     return app

@@ -36,6 +36,8 @@ from engine.durations import parse_duration
 from engine.emitter import EngineEmitter
 from engine.events import EventValidator
 from engine.intake import Intake
+from engine.live.hub import Hub
+from engine.live.ws import feed, tick
 from engine.looplag import LoopLag
 from engine.pipeline.base import PipelineContext
 from engine.pipeline.runner import run_pipeline
@@ -118,6 +120,7 @@ class Engine:
                          max_open=problems_cfg["max_open"], on_healed=self.metrics.heal_seconds.observe)
         self.problem_files = ProblemFiles(self.data_dir)
         self.score = ScoreKeeper.from_config(config.raw, self.data_dir, clock)
+        self.hub = Hub(state=self.live_state, clock=time.monotonic, epoch=self.validator.new_id())
         self._unwritten: dict[str, dict[str, Any]] = {}
         self._writing = asyncio.Lock()
         self.url = f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::') else self.host}:{self.port}"
@@ -166,6 +169,8 @@ class Engine:
         log.info("scores rebuilt", extra={"events": rebuilt, "agents": len(self.score.agents())})
         self._decider_task = self.background.spawn(self.decider.run(), "decider")
         self.background.spawn(self.lag.run(), "loop_lag")
+        self.background.spawn(feed(self.hub, self.bus.subscribe("live", "*", maxsize=10_000)), "live_feed")
+        self.background.spawn(tick(self.hub), "live_tick")
         outcome = await asyncio.to_thread(self.registry.reload)
         self.matcher.index = self.registry.index
         await self._flush_later()
@@ -237,6 +242,7 @@ class Engine:
             log.warning("runs cancelled at shutdown", extra={"runs": cancelled})
         await self.background.close()
         await self._write_problems()
+        self.hub.close()
         await self.supervisor.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -545,6 +551,25 @@ class Engine:
     def problem(self, problem_id: str) -> dict[str, Any] | None:
         found = self.book.get(problem_id)
         return found.as_dict() if found is not None else None
+
+    def live_state(self) -> dict[str, Any]:
+        """The document `/ws` clients hold (docs/live.md): what the dashboard and the office draw."""
+        scores = {row["agent"]: row for row in self.score.scorer.view()}
+        agents = {}
+        for row in self.supervisor.view():
+            score = scores.pop(row["name"], None) or {}
+            agents[row["name"]] = {**row, "score": score.get("score"), "components": score.get("components"),
+                                   "degraded": bool(score.get("degraded"))}
+        for name, score in scores.items():  # seen only in events
+            agents[name] = {"name": name, "declared": False, "score": score["score"],
+                            "components": score["components"], "degraded": score["degraded"]}
+        return {"engine": {"status": self.health()["status"], "stopping": self.stopping},
+                "agents": agents,
+                "problems": {p.id: p.summary() for p in self.book.problems(open_only=True)},
+                "queue": {"depth": self.scheduler.depth, "by_priority": self.scheduler.depth_by_priority(),
+                          "running": self.scheduler.running_ids()},
+                "playbooks": {p["id"]: {"enabled": p["enabled"], "circuit": p["circuit"], "priority": p["priority"]}
+                              for p in self.playbooks_view()["playbooks"]}}
 
     def score_view(self, agent: str | None) -> list[dict[str, Any]]:
         return self.score.scorer.view(agent)

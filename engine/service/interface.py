@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from engine.config import Config
     from engine.intake import Intake
+    from engine.live.hub import Hub
     from engine.reactor.records import RunStore
     from engine.service.metrics import Metrics
 
@@ -26,6 +27,7 @@ class EngineAPI(Protocol):
     metrics: Metrics
     events_dir: Path
     runs: RunStore
+    hub: Hub  # the /ws fan-out (engine/live)
 
     def overloaded(self) -> tuple[str, int] | None:
         """(why, retry after seconds) while more events wait to be decided than `server.max_undecided`;

@@ -1,0 +1,66 @@
+"""`/ws` on a real engine with a demo agent: the snapshot holds the live state, posted events arrive in one
+batch, and another site's page cannot open it (docs/live.md)."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import aiohttp
+import pytest
+from conftest import ROOT
+from process_harness import EngineProcess, demo_workers
+
+CONFIG = """sensors: {interval: 1h}
+agents:
+  coder: {command: [python, -m, engine.demo.worker, --role, coder, --heartbeat, 1s], heartbeat: {interval: 1s}}
+"""
+
+
+@pytest.fixture
+def engine(tmp_path: Path):
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    (tmp_path / "aios.yaml").write_text(CONFIG)
+    running = EngineProcess("--config", str(tmp_path / "aios.yaml"), cwd=tmp_path)
+    yield running
+    running.proc.kill()
+    running.proc.wait()
+    for worker in demo_workers(running.url):
+        worker.kill()
+
+
+def test_a_client_gets_the_state_then_ten_posted_events_in_one_frame(engine: EngineProcess):
+    async def scenario():
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(engine.url + "/ws") as ws:
+                first = await ws.receive_json(timeout=10)
+                await ws.send_json({"filter": {"types": ["demo.*"]}})
+                async with http.post(engine.url + "/api/events",
+                                     json=[{"type": "demo.tick", "data": {"n": n}} for n in range(10)]) as answer:
+                    assert answer.status == 202
+                frames = []
+                while not any(f.get("events") for f in frames):
+                    frames.append(await ws.receive_json(timeout=10))
+                return first, frames
+
+    first, frames = asyncio.run(scenario())
+    assert first["snapshot"] is True and first["seq"] == 1
+    state = first["state"]
+    assert "coder" in state["agents"] and state["agents"]["coder"]["declared"] is True
+    assert set(state) >= {"engine", "agents", "problems", "queue", "playbooks"}
+    assert "restart-down-agent" in state["playbooks"]
+    events = next(f for f in frames if f.get("events"))
+    assert [e["data"]["n"] for e in events["events"]] == list(range(10))  # one batch of ten, in order
+    seqs = [f["seq"] for f in frames if "seq" in f]  # the filter's acknowledgement is no frame
+    assert seqs == list(range(2, 2 + len(seqs)))
+    assert [f["filter"]["types"] for f in frames if "filter" in f] == [["demo.*"]]  # the filter, acknowledged
+
+
+def test_another_sites_page_cannot_open_the_socket(engine: EngineProcess):
+    async def scenario():
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(engine.url + "/ws", headers={"Origin": "http://evil.example"})
+            return refused.value.status
+
+    assert asyncio.run(scenario()) == 403
