@@ -49,7 +49,7 @@ def test_a_degraded_agents_p0_remediation_runs_ahead_of_queued_p3_work(engine: E
                for _ in range(12)]
     errors = [{"type": "agent.error", "agent": "coder", "data": {"message": "boom"}} for _ in range(12)]
     hot = {"type": "resource.agent_cpu", "agent": "coder", "severity": "warning", "data": {"cpu_pct": 400.0}}
-    engine.post("/api/events", [*failing, *errors, hot])
+    engine.post("/api/events", [hot, *failing, *errors])  # hot first: every later score has resource 0
     degraded = engine.wait_for(lambda: engine.events("score.degraded"), 20, "score.degraded")[0]
     assert degraded["agent"] == "coder" and degraded["data"]["score"] < 0.3
     assert degraded["data"]["components"]["latency"] == 0.0 and degraded["data"]["components"]["resource"] == 0.0
