@@ -312,3 +312,23 @@ def test_an_event_without_ts_takes_the_clock():
     clock.now = T0 + 12.5
     scorer.fold({"type": "agent.task_done", "agent": "coder", "data": {"ok": True}})
     assert scorer.view()[0]["updated_at"] == format_ts(T0 + 12.5)
+
+
+def test_a_crash_degraded_agent_that_comes_back_recovers_on_its_heartbeats_without_new_scored_events():
+    only_stability = {"success_rate": 0.0, "latency": 0.0, "stability": 1.0, "resource": 0.0}
+    scorer, clock = make(only_stability, update_delta=1.0)
+    assert scorer.fold(ev(clock, "agent.heartbeat", "ghost")) == []  # heartbeats alone never create an agent
+    emitted = []
+    for _ in range(3):  # a crash loop
+        clock.now += 20
+        emitted += scorer.fold(ev(clock, "agent.down", signal="SIGKILL"))
+    assert scorer.view()[0]["degraded"] is True and "score.degraded" in types(emitted)
+    clock.now += 5
+    assert scorer.fold(ev(clock, "agent.started")) == []  # restarted: still far below, as time has not passed
+    recovered = []
+    while not recovered and clock.now < T0 + 3600:
+        clock.now += 30
+        recovered = [e for e in scorer.fold(ev(clock, "agent.heartbeat")) if e[0] == "score.recovered"]
+    assert recovered and recovered[0][2]["score"] > 0.4
+    assert clock.now - T0 < 40 * 60  # within a few stability half-lives (10 min)
+    assert scorer.view()[0]["degraded"] is False and "ghost" not in scorer.names()

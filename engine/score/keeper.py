@@ -79,7 +79,7 @@ class ScoreKeeper:
 
     def agents(self) -> list[str]:
         """The agents scored now (on the loop: the scorer is not to be read from a thread)."""
-        return [row["agent"] for row in self.scorer.view()]
+        return self.scorer.names()
 
     def labelled_agents(self) -> list[str]:
         """The agents with labels: those a tuning run fits (blocking)."""

@@ -127,6 +127,21 @@ class Scorer:
         state = self._agents.peek(agent)
         return None if state is None else self._components(state, state.at)
 
+    def names(self) -> list[str]:
+        """The agents held, sorted."""
+        return sorted(self._agents)
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per agent: score, components and degraded, without the trend (the live state, built often)."""
+        out = {}
+        for name in self._agents:
+            state = self._agents.peek(name)
+            if state is not None:
+                components = self._components(state, state.at)
+                out[name] = {"score": round(weighted(self._weights_for(name), components), 4),
+                             "components": _rounded(components), "degraded": state.degraded}
+        return out
+
     def view(self, agent: str | None = None) -> list[dict[str, Any]]:
         """Each agent's score (with the current weights), components, trend over the last hour and state,
         sorted by agent; only `agent` when given ([] when it is not held)."""
@@ -147,6 +162,13 @@ class Scorer:
         if not isinstance(event, dict):
             return []
         kind, agent = event.get("type"), event.get("agent")
+        if isinstance(kind, str) and kind in REJUDGE and isinstance(agent, str):  # time passed: a degraded agent that came back recovers
+            state = self._agents.peek(agent)
+            if state is None:
+                return []
+            now = max(state.at, event_time(event, self._clock()))
+            state.at = now
+            return self._judge(agent, state, now, announce)
         apply = _APPLY.get(kind) if isinstance(kind, str) else None
         if apply is None or not isinstance(agent, str) or not agent:
             return []
@@ -242,6 +264,7 @@ _APPLY: dict[str, Callable[[Scorer, str, _Agent, dict[str, Any], float], None]] 
     f"{MEMORY}_cleared": _set_metric("rss", "rss_mb", False),
 }
 READS: tuple[str, ...] = tuple(_APPLY)  # what the start-up rebuild reads from the store
+REJUDGE = frozenset({"agent.heartbeat", "agent.started"})  # live only: re-score a held agent as time passes
 
 
 def _rounded(components: Mapping[str, float]) -> dict[str, float]:

@@ -554,15 +554,14 @@ class Engine:
 
     def live_state(self) -> dict[str, Any]:
         """The document `/ws` clients hold (docs/live.md): what the dashboard and the office draw."""
-        scores = {row["agent"]: row for row in self.score.scorer.view()}
+        scores = self.score.scorer.summary()
         agents = {}
         for row in self.supervisor.view():
             score = scores.pop(row["name"], None) or {}
             agents[row["name"]] = {**row, "score": score.get("score"), "components": score.get("components"),
                                    "degraded": bool(score.get("degraded"))}
         for name, score in scores.items():  # seen only in events
-            agents[name] = {"name": name, "declared": False, "score": score["score"],
-                            "components": score["components"], "degraded": score["degraded"]}
+            agents[name] = {"name": name, "declared": False, **score}
         return {"engine": {"status": self.health()["status"], "stopping": self.stopping},
                 "agents": agents,
                 "problems": {p.id: p.summary() for p in self.book.problems(open_only=True)},
