@@ -162,7 +162,7 @@ class Scorer:
         if not isinstance(event, dict):
             return []
         kind, agent = event.get("type"), event.get("agent")
-        if isinstance(kind, str) and kind in REJUDGE and isinstance(agent, str):  # time passed: a degraded agent that came back recovers
+        if isinstance(kind, str) and kind in REJUDGE and isinstance(agent, str):  # time passed: judge again
             state = self._agents.peek(agent)
             if state is None:
                 return []
