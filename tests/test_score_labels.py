@@ -110,3 +110,21 @@ def test_a_tuning_run_moves_only_labelled_agents_within_bounds_and_a_dry_run_wri
     assert coder["metrics_after"]["f1"] > coder["metrics_before"]["f1"]
     assert analyst["labels"] == 0 and "needed" in analyst["reason"]
     assert report["version"] == 1 and store.weights_of("coder") == coder["after"]
+
+
+def test_a_label_appended_after_a_torn_line_is_read_back_and_bad_records_are_skipped(tmp_path: Path):
+    file = LabelFile(tmp_path)
+    file.path.parent.mkdir(parents=True)
+    file.path.write_bytes(b'{"agent": "coder", "at": "x", "lab')  # the engine died mid-append
+    record = label_record(agent="coder", at=T0, label=True, source="operator", components={}, event="d", now=T0)
+    file.append([record])
+    with open(file.path, "ab") as handle:
+        handle.write(b'{"agent": "coder", "at": "2026-01-01T00:00:00Z", "label": "yes"}\n')  # not a boolean
+    assert [r["event"] for r in file.load()] == ["d"]
+
+
+def test_after_a_restart_a_degradation_already_labelled_is_not_labelled_again():
+    labeler = AutoLabeler(lambda: T0)
+    labeler.known = {"deg"}
+    labeler.fold(degraded(T0))
+    assert labeler.due(T0 + WINDOW_S) == []

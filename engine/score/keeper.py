@@ -21,6 +21,7 @@ from engine.score.weights import WeightStore
 from engine.store.reader import read_events
 
 LABEL_READS = ("score.degraded", "problem.opened", "reactor.failed")  # what the auto labels also look at
+MAX_UNWRITTEN = 10_000
 
 
 class ScoreKeeper:
@@ -35,6 +36,7 @@ class ScoreKeeper:
         self.labels = LabelFile(self.data_dir)
         self._clock = clock
         self._files = threading.Lock()  # labels and weights are written from threads: one writer at a time
+        self._unwritten: list[dict[str, Any]] = []  # labels a full disk refused, tried again at the next tick
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any], data_dir: Path, clock: Callable[[], float]) -> ScoreKeeper:
@@ -53,22 +55,31 @@ class ScoreKeeper:
         """At start (blocking, before the decision loop runs): the weights file, then the score state from
         the last `rebuild_hours` of stored events, and the degradations still waiting for an auto label."""
         self.weights.load()
+        self.labeler.known = {str(r.get("event")) for r in self.labels.load() if r.get("source") == "auto"}
         now = self._clock()
         since = datetime.fromtimestamp(now - float(self.config["rebuild_hours"]) * 3600, timezone.utc)
         count = 0
         for event in read_events(events_dir, since=since, types=(*READS, *LABEL_READS)):
             self.scorer.rebuild((event,))
-            if now - event_time(event, now) <= 2 * WINDOW_S:
+            if now - event_time(event, now) <= 3 * WINDOW_S:  # the evidence window of the last ones
                 self.labeler.fold(event)
             count += 1
         return count
 
-    def flush_labels(self) -> int:
-        """Store the automatic labels that are due (blocking)."""
-        due = self.labeler.due()
-        with self._files:
-            self.labels.append(due)
-        return len(due)
+    def due_labels(self) -> list[dict[str, Any]]:
+        """The automatic labels decided by now (on the loop: the labeler is the decision loop's)."""
+        self._unwritten += self.labeler.due()
+        due, self._unwritten = self._unwritten, []
+        return due
+
+    def write_labels(self, records: list[dict[str, Any]]) -> None:
+        """Store labels (blocking); on a write error they wait for the next call (a full disk degrades)."""
+        try:
+            with self._files:
+                self.labels.append(records)
+        except OSError:
+            self._unwritten = records + self._unwritten[:MAX_UNWRITTEN]
+            raise
 
     def feedback(self, events_dir: Path, body: Any) -> dict[str, Any]:
         """An operator's label, stored (blocking; FeedbackError for bad input)."""

@@ -47,8 +47,11 @@ class LabelFile:
             return
         new = not self.path.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line: the new ones start afresh
+                data = b"\n" + data
             os.write(fd, data)
             os.fsync(fd)
         finally:
@@ -66,8 +69,9 @@ class LabelFile:
         for number, line in enumerate(raw.splitlines(), 1):
             try:
                 record = orjson.loads(line)
-                if not isinstance(record, dict) or not isinstance(record.get("agent"), str):
-                    raise ValueError("not a label object")
+                if not isinstance(record, dict) or not isinstance(record.get("agent"), str) \
+                        or not isinstance(record.get("label"), bool) or not isinstance(record.get("at"), str):
+                    raise ValueError("not a label object (agent, at, label)")
                 found.append(record)
             except ValueError as exc:
                 log.warning("label line skipped", extra={"file": f"{self.path}:{number}", "error": str(exc)})
@@ -97,6 +101,8 @@ class AutoLabeler:
         # per agent: its degradations waiting for their window to pass, event id -> what was seen
         self.pending: CappedMap[str, dict[str, dict[str, Any]]] = CappedMap("score_label_pending", MAX_PENDING)
         self._last: CappedMap[str, dict[str, float]] = CappedMap("score_label_evidence", MAX_AGENTS)
+        self.dropped = 0  # degradations left unlabelled by the per-agent cap (/metrics)
+        self.known: set[str] = set()  # ids labelled before a restart: not labelled again (set by the rebuild)
 
     def fold(self, event: dict[str, Any]) -> None:
         agent, event_type = event.get("agent"), event.get("type")
@@ -105,14 +111,17 @@ class AutoLabeler:
         at = event_time(event, self._clock())
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
         if event_type == "score.degraded" and isinstance(event.get("id"), str):
+            if event["id"] in self.known:
+                return
             last = self._last.peek(agent) or {}
             components = data.get("components") if isinstance(data.get("components"), dict) else {}
             waiting = self.pending.setdefault(agent, dict)
             waiting[event["id"]] = {"at": at, "components": components,
                                     "problem": at - last.get("problem", -1e18) <= WINDOW_S,
                                     "fault": at - last.get("fault", -1e18) <= WINDOW_S}
-            while len(waiting) > 100:  # one agent degrading in a loop: its oldest go unlabelled
+            while len(waiting) > 100:  # one agent degrading in a loop: its oldest go unlabelled (counted)
                 del waiting[next(iter(waiting))]
+                self.dropped += 1
             return
         evidence = _evidence(event_type, data)
         if evidence is None:
@@ -123,6 +132,9 @@ class AutoLabeler:
             if abs(at - item["at"]) <= WINDOW_S:
                 item[evidence] = True
                 item["fault"] = True
+
+    def capped_maps(self) -> tuple[CappedMap[str, Any], ...]:
+        return self.pending, self._last
 
     def due(self, now: float | None = None) -> list[dict[str, Any]]:
         """The labels decided by now (each degradation once)."""

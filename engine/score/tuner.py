@@ -20,7 +20,8 @@ def labels_of(records: Iterable[dict[str, Any]]) -> list[Label]:
     out = []
     for record in effective(records):
         components = record.get("components")
-        if not isinstance(components, dict) or not components:
+        if not isinstance(components, dict) or not components \
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in components.values()):
             continue
         try:
             at = parse_ts(record["at"]).timestamp()

@@ -427,7 +427,9 @@ class Engine:
         log.info("weights tuned", extra={"version": report["version"], "labels": report["labels"], "changed": changed})
 
     async def _flush_labels(self) -> None:
-        await asyncio.to_thread(self.score.flush_labels)
+        due = self.score.due_labels()
+        if due:
+            await asyncio.to_thread(self.score.write_labels, due)
 
     # -- what the API asks ------------------------------------------------------------------------
     async def reload(self) -> dict[str, Any]:
@@ -616,13 +618,14 @@ class Engine:
         m.loop_lag_worst.set(self.lag.worst)
         guards = self.dispatcher
         for capped in (guards.breaker.map, guards.budget.map, guards.loop.map, guards.loop.emitted_by,
-                       *self.book.capped_maps(), self.score.labeler.pending):
+                       *self.book.capped_maps(), *self.score.labeler.capped_maps()):
             m.evictions.labels(capped.name).set(capped.evicted)
         for name, evicted in self.matcher.evictions.items():
             m.evictions.labels(f"matcher_{name}").set(evicted)
         m.evictions.labels("metric_labels").set(m.label_overflow)
         m.evictions.labels("problems").set(self.book.evicted)
         m.evictions.labels("score_agents").set(self.score.scorer.evicted)
+        m.evictions.labels("score_label_per_agent").set(self.score.labeler.dropped)
         m.evictions.labels("set_aside_limiter").set(guards.limiter.map.evicted)
         m.set_asides_held.set(guards.limiter.held)
         m.problems(self.book)
