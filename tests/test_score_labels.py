@@ -128,3 +128,23 @@ def test_after_a_restart_a_degradation_already_labelled_is_not_labelled_again():
     labeler.known = {"deg"}
     labeler.fold(degraded(T0))
     assert labeler.due(T0 + WINDOW_S) == []
+
+
+def test_agents_following_the_fleet_keep_no_entry_and_revert_brings_back_exactly_what_was(tmp_path: Path):
+    from engine.config import load_embedded
+    from engine.score.tuner import tuning_run
+
+    config = load_embedded().raw["score"]
+    slow = {"success_rate": 0.3, "latency": 0.0, "stability": 0.5, "resource": 0.5}
+    noisy = {"success_rate": 0.3, "latency": 1.0, "stability": 0.5, "resource": 0.0}
+    records = [label_record(agent=f"a{n % 6}", at=T0 + n, label=n % 2 == 0, components=slow if n % 2 == 0 else noisy,
+                            source="operator", event=f"e{n}", now=T0) for n in range(12)]  # 2 labels each: the fleet's
+    store = WeightStore(tmp_path, config["weights"])
+    report = tuning_run(store, records, [f"a{n}" for n in range(6)] + ["idle"], config, dry_run=False, now=T0)
+    assert report["fleet"]["scope"] == "own" and store.fleet == report["fleet"]["after"] != DEFAULTS
+    assert store.agents == {} and store.weights_of("a1") == store.fleet == store.weights_of("idle")
+    assert list(store.history[-1]["changes"]) == ["*"]  # one entry, not one per agent
+    store.revert()
+    again = WeightStore(tmp_path, config["weights"])
+    again.load()
+    assert again.fleet is None and again.agents == {} and again.weights_of("a1") == DEFAULTS

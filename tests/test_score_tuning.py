@@ -128,3 +128,12 @@ def test_empty_input_never_raises() -> None:
     result = tune({}, SEED, [], min_labels=10, **BOUNDS)
     assert result.agents == {} and result.fleet.after == SEED and result.fleet.scope == "unchanged"
     assert tune({}, {}, [], min_labels=1, **BOUNDS).fleet.after == {}
+
+
+def test_weights_of_any_scale_are_brought_back_within_the_rules():
+    from engine.score.tuning import feasible
+
+    for raw in ({"success_rate": 40, "latency": 20, "stability": 20, "resource": 20},
+                {"success_rate": -3, "latency": 0, "stability": 0, "resource": 9}):
+        fixed = feasible(raw, 0.05)
+        assert all(v >= 0.05 - 1e-12 for v in fixed.values()) and abs(sum(fixed.values()) - 1) < 1e-9, fixed

@@ -12,7 +12,7 @@ from typing import Any
 from engine.events import parse_ts
 from engine.score.labels import effective
 from engine.score.tuning import AgentTuning, Label, tune
-from engine.score.weights import FLEET, WeightStore
+from engine.score.weights import FLEET, WeightStore, same
 
 
 def labels_of(records: Iterable[dict[str, Any]]) -> list[Label]:
@@ -43,8 +43,12 @@ def tuning_run(store: WeightStore, records: Iterable[dict[str, Any]], agents: It
                   threshold=config["degraded_below"], max_step=tuning["max_step"], floor=tuning["floor"],
                   min_labels=tuning["min_labels"])
     changes = {one.agent: _change(one) for one in (*result.agents.values(), result.fleet)}
-    version = store.version if dry_run else store.apply({k: v for k, v in changes.items()
-                                                         if k != FLEET or result.fleet.scope == "own"}, now)
+    fleet = result.fleet
+    stored = {who: change for who, change in changes.items()  # agents that follow the fleet follow "*"
+              if (who == FLEET and fleet.scope == "own")
+              or (who != FLEET and not (change["scope"] == "fleet" and same(change["before"], fleet.before)
+                                        and same(change["after"], fleet.after)))}
+    version = store.version if dry_run else store.apply(stored, now)
     return {"dry_run": dry_run, "version": version, "labels": len(labels),
             "agents": [{"agent": one.agent, **changes[one.agent]} for one in result.agents.values()],
             "fleet": changes[FLEET]}

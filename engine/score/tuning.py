@@ -104,7 +104,8 @@ def project(weights: Mapping[str, float], lo: Mapping[str, float], hi: Mapping[s
     def at(shift: float) -> dict[str, float]:
         return {k: min(hi[k], max(lo[k], v - shift)) for k, v in weights.items()}
 
-    low, high = -2.0, 2.0
+    # at `high` every weight sits at lo (Σlo ≤ 1), at `low` at hi (Σhi ≥ 1): whatever the input's scale
+    low, high = min(weights.values()) - max(hi.values()), max(weights.values()) - min(lo.values())
     for _ in range(100):
         mid = (low + high) / 2
         low, high = (mid, high) if sum(at(mid).values()) > 1 else (low, mid)
