@@ -57,15 +57,15 @@ def _of_moment(events_dir: Path, agent: Any, at: Any, label: bool, now: float) -
         raise FeedbackError("at must be an RFC 3339 time", "/at")
     try:
         when = parse_ts(at)
-    except (EventError, ValueError) as exc:
+        moment, until = when.timestamp(), when + timedelta(microseconds=1)  # year 9999 overflows here
+    except (EventError, ValueError, OverflowError) as exc:
         raise FeedbackError(f"at: {exc}", "/at") from None
     if not label:
         raise FeedbackError("a missed degradation is labelled true; label a false alarm by its event id", "/label")
-    last = read_last(events_dir, 1, EventFilter(until=when + timedelta(microseconds=1), types=("score.*",),
-                                                agent=agent))
+    last = read_last(events_dir, 1, EventFilter(until=until, types=("score.*",), agent=agent))
     if not last:
         raise FeedbackError(f"no score of {agent} at or before {at} in the store", "/at")
-    return label_record(agent=agent, at=when.timestamp(), label=True, source="operator",
+    return label_record(agent=agent, at=moment, label=True, source="operator",
                         components=_components(last[0]), now=now)
 
 

@@ -41,10 +41,6 @@ class AgentTuning:
     metrics_before: dict[str, float]
     metrics_after: dict[str, float]
 
-    @property
-    def changed(self) -> bool:
-        return any(abs(self.after[k] - self.before[k]) > 1e-12 for k in self.before)
-
 
 @dataclass(frozen=True, slots=True)
 class TuneResult:

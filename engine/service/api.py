@@ -272,7 +272,10 @@ async def post_feedback(request: web.Request) -> web.Response:
 
 async def post_tune(request: web.Request) -> web.Response:
     """`dry_run=1`: what tuning would change; `revert=1`: undo the last version."""
-    return json_response(await request.app[ENGINE].tune(_flag(request, "dry_run"), _flag(request, "revert")))
+    dry_run, revert = _flag(request, "dry_run"), _flag(request, "revert")
+    if dry_run and revert:
+        return error(400, "dry_run and revert cannot go together")
+    return json_response(await request.app[ENGINE].tune(dry_run, revert))
 
 
 async def post_rollback(request: web.Request) -> web.Response:

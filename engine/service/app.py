@@ -52,6 +52,7 @@ from engine.reactor.runner import Reactor, ReactorDeps
 from engine.reactor.snapshot import SnapshotError
 from engine.reactor.watch import EventWatcher
 from engine.score.keeper import ScoreKeeper
+from engine.score.weights import same
 from engine.sensors.build import build_sensors, scan_all
 from engine.service.api import build_app
 from engine.service.edge import make_runner
@@ -423,7 +424,7 @@ class Engine:
 
     async def _tune_weekly(self) -> None:
         report = await self.tune(dry_run=False, revert=False)
-        changed = [a["agent"] for a in report["agents"] if a["after"] != a["before"]]
+        changed = [a["agent"] for a in report["agents"] if not same(a["after"], a["before"])]
         log.info("weights tuned", extra={"version": report["version"], "labels": report["labels"], "changed": changed})
 
     async def _flush_labels(self) -> None:
