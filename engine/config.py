@@ -83,6 +83,7 @@ def check_document(doc: Document) -> list[Diagnostic]:
         full = apply_defaults(load_schema("config"), doc.value if doc.value is not None else {})
         found = {Diagnostic(doc.loc(pointer), message) for pointer, message in config_problems(full["sensors"])}
         out.extend(found)  # a default shared by sensors is reported once, at the nearest key written
+        out.extend(Diagnostic(doc.loc(pointer), message) for pointer, message in _score_problems(full["score"]))
     return sorted(out, key=lambda d: (d.loc.line, d.loc.col))
 
 
@@ -114,6 +115,19 @@ def server_problems(raw: Mapping[str, Any], env_token: str | None) -> list[tuple
     if not token and not is_loopback(server["host"]):
         out.append(("/server/host", (f"binding to {server['host']} needs a token: set server.token or the "
                                      "AIOS_TOKEN environment variable (or bind to 127.0.0.1)")))
+    return out
+
+
+def _score_problems(score: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Hysteresis that holds (a score between the bounds would flap degraded/recovered on every event) and
+    starting weights that sum to 1."""
+    out = []
+    if score["recovered_above"] < score["degraded_below"]:
+        out.append(("/score/recovered_above", f"recovered_above ({score['recovered_above']}) must not be below "
+                                              f"degraded_below ({score['degraded_below']})"))
+    total = sum(score["weights"].values())
+    if abs(total - 1) > 1e-6:
+        out.append(("/score/weights", f"the weights must sum to 1, not {total:g}"))
     return out
 
 

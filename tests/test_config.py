@@ -137,3 +137,13 @@ def test_without_aios_yaml_commands_use_the_embedded_demo_config(tmp_path: Path)
     (tmp_path / "aios.yaml").write_text("agents: {}\n")  # a local file wins: its rules_dir is ./rules
     local = run_cli("lint", cwd=tmp_path)
     assert local.returncode == 1 and local.stdout.strip() == "rules:1:1: error: no such file or directory"
+
+
+def test_config_check_refuses_score_bounds_that_would_flap_and_weights_that_do_not_sum_to_one(tmp_path: Path):
+    path = tmp_path / "aios.yaml"
+    path.write_text("score:\n  degraded_below: 0.5\n  recovered_above: 0.4\n  weights: {success_rate: 0.7}\n")
+    result = run_cli("config", "check", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"{path}:3:20: error: recovered_above (0.4) must not be below degraded_below (0.5)",
+        f"{path}:4:12: error: the weights must sum to 1, not 1.3"]
