@@ -26,6 +26,7 @@ from engine.score.feedback import FeedbackError
 from engine.service import encodings
 from engine.service.hosts import HostRule
 from engine.service.interface import EngineAPI
+from engine.service.pages import add_pages
 from engine.store.reader import EventFilter, read_events, read_last
 from engine.store.writer import StoreWriteError
 from engine.timespec import parse_when
@@ -343,5 +344,6 @@ def build_app(engine: EngineAPI) -> web.Application:
     app.router.add_get("/login", get_login)
     app[HUB] = engine.hub
     app.router.add_get("/ws", websocket)
+    add_pages(app)
     app.router.add_route("*", "/api/{tail:.*}", api_not_found)
     return app
