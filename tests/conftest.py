@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["process_harness"]  # the `demo` fixture: real engine processes with the demo agents
+# fixtures: `demo` and `coder_engine` (real engine processes with demo agents), `browser` (headless chromium)
+pytest_plugins = ["process_harness", "browser_harness"]
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(ROOT / "bin" / "aios-engine")]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -100,4 +101,31 @@ def demo(tmp_path: Path):
             engine.proc.wait()
     for url in urls:
         for worker in demo_workers(url):
+            worker.kill()
+
+
+CODER = ("  coder: {command: [python, -m, engine.demo.worker, --role, coder, --heartbeat, 1s],"
+         " heartbeat: {interval: 1s}}\n")
+
+
+@pytest.fixture
+def coder_engine(tmp_path: Path):
+    """`start(config="", rules={})`: an engine on a copy of the shipped rules (plus `rules`: file name ->
+    text) with the demo agent coder (heartbeat 1 s) and `config` added to its aios.yaml; killed afterwards."""
+    engines: list[EngineProcess] = []
+
+    def start(config: str = "", rules: dict[str, str] | None = None) -> EngineProcess:
+        shutil.copytree(ROOT / "rules", tmp_path / "rules", dirs_exist_ok=True)
+        for name, text in (rules or {}).items():
+            (tmp_path / "rules" / name).write_text(text)
+        (tmp_path / "aios.yaml").write_text("sensors: {interval: 1h}\nagents:\n" + CODER + config)
+        engine = EngineProcess("--config", str(tmp_path / "aios.yaml"), cwd=tmp_path)
+        engines.append(engine)
+        return engine
+
+    yield start
+    for engine in engines:
+        engine.proc.kill()
+        engine.proc.wait()
+        for worker in demo_workers(engine.url):
             worker.kill()

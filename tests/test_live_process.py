@@ -3,30 +3,15 @@ batch, and another site's page cannot open it (docs/live.md)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import ROOT
-from process_harness import EngineProcess, demo_workers
-
-CONFIG = """sensors: {interval: 1h}
-agents:
-  coder: {command: [python, -m, engine.demo.worker, --role, coder, --heartbeat, 1s], heartbeat: {interval: 1s}}
-"""
+from process_harness import EngineProcess
 
 
 @pytest.fixture
-def engine(tmp_path: Path):
-    shutil.copytree(ROOT / "rules", tmp_path / "rules")
-    (tmp_path / "aios.yaml").write_text(CONFIG)
-    running = EngineProcess("--config", str(tmp_path / "aios.yaml"), cwd=tmp_path)
-    yield running
-    running.proc.kill()
-    running.proc.wait()
-    for worker in demo_workers(running.url):
-        worker.kill()
+def engine(coder_engine):
+    return coder_engine()
 
 
 def test_a_client_gets_the_state_then_ten_posted_events_in_one_frame(engine: EngineProcess):
