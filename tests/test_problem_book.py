@@ -7,7 +7,6 @@ import os
 import time
 from pathlib import Path
 
-
 from engine.events import format_ts
 from engine.problems.book import Book, Problem
 from engine.problems.files import ProblemFiles

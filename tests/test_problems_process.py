@@ -103,8 +103,9 @@ def test_an_agent_killed_twice_inside_its_throttle_is_restarted_when_the_window_
 
 
 def test_with_the_budget_spent_a_problem_escalates_once_then_heals_when_the_budget_frees(engine_with, tmp_path):
+    sooner = ("opened_by: agent.down\n", "opened_by: agent.down\n  escalate_after: 8s\n")
     engine = engine_with({"agent_down.yaml": [("throttle: {within: 2m, key: [agent]}", "")],
-                          "problems.problems.yaml": [("opened_by: agent.down\n", "opened_by: agent.down\n  escalate_after: 8s\n")]},
+                          "problems.problems.yaml": [sooner]},
                          config="reactor: {budget: {max_runs: 1, window: 30s}}\n")
     kill(engine, "coder")
     resolved(engine, 1)
