@@ -1,0 +1,242 @@
+// The live dashboard: one /ws stream (a snapshot, then RFC 7396 merge patches with batched events) plus the
+// API for what the stream does not carry (runs, problem timelines, rules health). No third-party code.
+"use strict";
+(() => {
+  const MAX_EVENTS = 500, MAX_SCORES = 60, SEVERITIES = ["debug", "info", "warning", "error", "critical"];
+  const d = window.dashboard = {
+    state: {}, events: [], connected: false, frames: 0, epoch: null, seq: null, paused: false,
+    filter: null, scores: {}, lastError: null, runs: [],
+  };
+  const $ = (id) => document.getElementById(id);
+
+  /** RFC 7396: objects merge key by key, null removes, anything else (lists included) replaces. */
+  function mergePatch(target, patch) {
+    if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
+    const out = (target && typeof target === "object" && !Array.isArray(target)) ? target : {};
+    for (const [key, value] of Object.entries(patch)) {
+      if (value === null) delete out[key];
+      else out[key] = mergePatch(out[key], value);
+    }
+    return out;
+  }
+
+  function el(tag, attrs, ...children) {  // textContent only: event data never becomes markup
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "onclick") node.addEventListener("click", v);
+      else node.setAttribute(k, v);
+    }
+    for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
+    return node;
+  }
+  const fill = (node, rows) => node.replaceChildren(...rows);
+  const time = (ts) => (ts || "").replace("T", " ").replace(/\.\d+/, "").replace("Z", "");
+
+  // --- the stream -------------------------------------------------------------------------------------
+  let retry = 1000;
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const resume = d.epoch !== null ? `?resume=${encodeURIComponent(d.epoch + ":" + d.seq)}` : "";
+    setConn("connecting", d.epoch ? "reconnecting…" : "connecting…");
+    const ws = d.ws = new WebSocket(`${scheme}//${location.host}/ws${resume}`);
+    ws.onopen = () => { retry = 1000; };
+    ws.onmessage = (message) => onMessage(JSON.parse(message.data));
+    ws.onclose = () => {
+      d.connected = false;
+      setConn("closed", `disconnected, retrying in ${retry / 1000} s`);
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 10000);
+    };
+  }
+
+  function onMessage(msg) {
+    if (!("seq" in msg)) {  // not a frame: a filter acknowledgement or an error
+      if ("filter" in msg) $("filter-status").textContent = "filter on: " + JSON.stringify(msg.filter);
+      if ("error" in msg) { d.lastError = msg; $("filter-status").textContent = "refused: " + msg.error; }
+      return;
+    }
+    const fresh = msg.epoch !== d.epoch;
+    d.frames += 1; d.epoch = msg.epoch; d.seq = msg.seq;
+    if (!d.connected) {
+      d.connected = true; setConn("open", "live");
+      if (fresh && d.filter) send({filter: d.filter});  // a new stream starts unfiltered
+    }
+    d.state = msg.snapshot ? (msg.state || {}) : mergePatch(d.state, msg.state || {});
+    for (const event of msg.events || []) d.events.unshift(event);
+    if (d.events.length > MAX_EVENTS) d.events.length = MAX_EVENTS;
+    recordScores();
+    render(msg);
+  }
+
+  function send(obj) { if (d.ws && d.ws.readyState === WebSocket.OPEN) d.ws.send(JSON.stringify(obj)); }
+  function setConn(state, text) { const c = $("conn"); c.dataset.state = state; c.textContent = text; }
+
+  function recordScores() {
+    for (const [name, agent] of Object.entries(d.state.agents || {})) {
+      if (typeof agent.score !== "number") continue;
+      const list = d.scores[name] || (d.scores[name] = []);
+      list.push(agent.score);
+      if (list.length > MAX_SCORES) list.shift();
+    }
+  }
+
+  // --- rendering --------------------------------------------------------------------------------------
+  let lastPlaybookKeys = "", lastRunning = "";
+  function render(msg) {
+    const s = d.state, queue = s.queue || {};
+    $("engine-status").textContent = (s.engine || {}).status || "?";
+    $("queue-depth").textContent = queue.depth ?? 0;
+    $("running-count").textContent = (queue.running || []).length;
+    if (!d.paused) renderEvents();
+    renderAgents(); renderProblems(); renderPlaybooks();
+    const keys = Object.keys(s.playbooks || {}).join(",");
+    if (keys !== lastPlaybookKeys) { lastPlaybookKeys = keys; loadRulesHealth(); }
+    const running = (queue.running || []).join(",");
+    if (running !== lastRunning || (msg.events || []).some((e) => /^(playbook|reactor)\./.test(e.type))) {
+      lastRunning = running; scheduleRuns();
+    }
+  }
+
+  function renderEvents() {
+    fill($("events"), d.events.map((e) => el("tr", {class: "sev-" + (e.severity || "info"), "data-id": e.id || ""},
+      el("td", {}, time(e.ts)), el("td", {}, e.type), el("td", {}, e.severity || "info"), el("td", {}, e.agent || ""),
+      el("td", {class: "data", title: JSON.stringify(e.data || {})}, JSON.stringify(e.data || {})))));
+  }
+
+  function sparkline(values) {
+    const ns = "http://www.w3.org/2000/svg", svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("class", "spark"); svg.setAttribute("width", "120"); svg.setAttribute("height", "24");
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `last ${values.length} scores`);
+    const line = document.createElementNS(ns, "polyline");
+    const step = values.length > 1 ? 118 / (values.length - 1) : 0;
+    line.setAttribute("points", values.map((v, i) => `${1 + i * step},${23 - v * 22}`).join(" "));
+    line.setAttribute("fill", "none"); line.setAttribute("stroke", "#2a6fdb"); line.setAttribute("stroke-width", "1.5");
+    svg.append(line);
+    return svg;
+  }
+
+  function renderAgents() {
+    const agents = Object.values(d.state.agents || {}).sort((a, b) => a.name.localeCompare(b.name));
+    fill($("agents"), agents.map((a) => el("tr", {"data-agent": a.name},
+      el("th", {scope: "row"}, a.name), el("td", {class: "state-" + (a.state || "")}, a.state || (a.declared ? "?" : "seen")),
+      el("td", {}, typeof a.score === "number" ? a.score.toFixed(2) : "–"),
+      el("td", {}, sparkline(d.scores[a.name] || [])), el("td", {}, a.restarts ?? ""))));
+  }
+
+  function renderProblems() {
+    const open = Object.values(d.state.problems || {}).filter((p) => p.status !== "resolved");
+    fill($("problems"), open.map((p) => el("tr", {},
+      el("th", {scope: "row"}, el("button", {class: "linkish", onclick: () => showProblem(p.id)}, p.id)),
+      el("td", {}, p.kind), el("td", {}, p.subject ?? p.key ?? ""), el("td", {}, time(p.opened_at)),
+      el("td", {}, (p.escalated_at ? "escalated" : p.status) + (p.running ? " · running" : "")))));
+  }
+
+  function renderPlaybooks() {
+    const books = Object.entries(d.state.playbooks || {}).sort();
+    fill($("playbooks"), books.map(([id, p]) => el("tr", {},
+      el("th", {scope: "row"}, id), el("td", {}, p.enabled === false ? "disabled" : "enabled"),
+      el("td", {class: p.circuit === "closed" ? "closed" : "open"},
+         typeof p.circuit === "object" ? JSON.stringify(p.circuit) : p.circuit || "closed"),
+      el("td", {}, p.priority || ""))));
+  }
+
+  // --- the API ----------------------------------------------------------------------------------------
+  async function api(path, options) {
+    const answer = await fetch(path, {credentials: "same-origin", ...options});
+    let body = null;
+    try { body = await answer.json(); } catch (_) { body = {error: answer.statusText}; }
+    return {status: answer.status, body};
+  }
+
+  async function loadRulesHealth() {
+    const {status, body} = await api("/api/playbooks");
+    const box = $("rules-health");
+    if (status !== 200) { box.textContent = "rules health unavailable: " + (body.error || status); return; }
+    const health = body.health || {};
+    const rejected = health.rejected || [];
+    box.replaceChildren(el("h3", {}, "Lint"), rejected.length
+      ? el("ul", {}, ...rejected.map((r) => el("li", {class: "refused"}, typeof r === "string" ? r : JSON.stringify(r))))
+      : el("p", {class: "done"}, "all rule files load" + (health.state ? ` (${health.state})` : "")));
+  }
+
+  let runsTimer = null;
+  function scheduleRuns() {  // one /api/runs per 0.3 s at most, however many frames come
+    if (runsTimer === null) runsTimer = setTimeout(() => { runsTimer = null; loadRuns(); }, 300);
+  }
+
+  async function loadRuns() {
+    const {status, body} = await api("/api/runs?limit=20");
+    if (status !== 200) return;
+    d.runs = body.runs || [];
+    fill($("runs"), d.runs.map((r) => el("tr", {"data-run": r.run_id},
+      el("th", {scope: "row"}, el("button", {class: "linkish", onclick: () => showRun(r.run_id)}, r.run_id)),
+      el("td", {}, r.playbook), el("td", {}, r.status), el("td", {}, time(r.started)),
+      el("td", {}, r.status === "running" ? "" :
+        el("button", {class: "rollback", "data-run": r.run_id, onclick: () => rollback(r.run_id)}, "Roll back")))));
+  }
+
+  async function showRun(runId) {
+    const {status, body} = await api(`/api/runs/${encodeURIComponent(runId)}`);
+    const box = $("run-detail");
+    if (status !== 200) { box.replaceChildren(el("p", {class: "refused"}, body.error || status)); return; }
+    const steps = [...body.steps, ...body.rollback_steps].map((step) => el("li", {},
+      `${step.id} (${step.action}): ${step.status}`,
+      ...step.attempts.map((a) => el("div", {},
+        a.detail && a.detail.argv ? el("pre", {}, "$ " + a.detail.argv.join(" ")) : "",
+        a.exit_code !== null ? `exit ${a.exit_code} ` : "", a.error ? el("span", {class: "refused"}, a.error) : "",
+        a.stdout ? el("pre", {}, a.stdout) : "", a.stderr ? el("pre", {}, a.stderr) : ""))));
+    box.replaceChildren(el("h3", {}, `Run ${body.run_id} — ${body.playbook}: ${body.status}`),
+      el("p", {}, `cause ${body.cause_type} ${body.cause}` + (body.error ? ` · ${body.error}` : "")),
+      el("ol", {}, ...steps),
+      ...(body.rollbacks || []).map((r) => el("p", {}, `rolled back ${time(r.at)} by ${r.by}: ${r.paths.join(", ")}`)));
+  }
+
+  async function rollback(runId) {
+    const {status, body} = await api(`/api/runs/${encodeURIComponent(runId)}/rollback`, {method: "POST"});
+    const ok = status === 200;
+    $("run-detail").replaceChildren(el("p", {class: ok ? "done" : "refused", id: "rollback-answer",
+      "data-status": status}, ok ? `rolled back ${runId}: restored ${(body.restored || []).join(", ") || "nothing"}`
+        : `rollback of ${runId} refused (${status}): ${body.error || ""}`));
+    loadRuns();
+  }
+
+  async function showProblem(problemId) {
+    const {status, body} = await api(`/api/problems/${encodeURIComponent(problemId)}`);
+    const box = $("problem-detail");
+    if (status !== 200) { box.replaceChildren(el("p", {class: "refused"}, body.error || status)); return; }
+    const entries = (body.timeline || []).map((t) => {
+      const {at, ts, kind, type, ...rest} = t;
+      return el("li", {}, `${time(at || ts)} ${kind || type || ""} `,
+        Object.entries(rest).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" "));
+    });
+    box.replaceChildren(el("h3", {}, `Problem ${body.id}: ${body.kind} ${body.subject ?? ""} — ${body.status}`),
+      el("p", {}, `opened ${time(body.opened_at)}` + (body.resolved_at ? `, resolved ${time(body.resolved_at)}` : "")
+        + ((body.runs || []).length ? `, runs ${body.runs.map((r) => r.run_id || r).join(", ")}` : "")),
+      el("ol", {}, ...entries), body.elided ? el("p", {}, `${body.elided} entries elided`) : "");
+  }
+
+  // --- controls ---------------------------------------------------------------------------------------
+  const list = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
+  $("filter-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const filter = {};
+    const types = list($("f-types").value), agents = list($("f-agents").value), sev = $("f-severity").value;
+    if (types.length) filter.types = types;
+    if (agents.length) filter.agents = agents;
+    if (SEVERITIES.includes(sev)) filter.min_severity = sev;
+    d.filter = Object.keys(filter).length ? filter : null;
+    send({filter: d.filter});
+  });
+  $("pause").addEventListener("click", () => {
+    d.paused = !d.paused;
+    $("pause").setAttribute("aria-pressed", String(d.paused));
+    $("pause").textContent = d.paused ? "Resume" : "Pause";
+    if (!d.paused) renderEvents();
+  });
+
+  d.mergePatch = mergePatch;
+  d.reloadRuns = loadRuns;
+  connect();
+  loadRuns();
+})();

@@ -1,0 +1,98 @@
+"""The dashboard (`/`) in a real headless chromium against a real engine with the demo agent coder: posted
+events show up within one batch, a rollback clicked in the page restores a file on disk, and a filter set in
+the page is honoured by the server (docs/dashboard.md)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from browser_harness import screenshot
+from process_harness import EngineProcess
+
+WRITER = """id: write-site-config
+description: Write the site config (a file the dashboard's rollback must restore)
+on: demo.write_config
+confidence: 0.9
+steps:
+  - id: write
+    action: write_file
+    with: {{path: "{path}", content: "new content\\n"}}
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    path = tmp_path / "site" / "app.conf"
+    path.parent.mkdir()
+    path.write_text("old content\n")
+    return path
+
+
+@pytest.fixture
+def engine(coder_engine, site: Path) -> EngineProcess:
+    return coder_engine(rules={"write_config.yaml": WRITER.format(path=site)})
+
+
+@pytest.fixture
+def page(browser, engine: EngineProcess):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(engine.url + "/")
+    page.wait_for_function("window.dashboard.connected && window.dashboard.frames >= 1", timeout=10000)
+    yield page
+    page.close()
+
+
+def shown_ticks(page) -> list[int]:
+    return page.evaluate("window.dashboard.events.filter(e => e.type.startsWith('demo.')).map(e => e.data.n)")
+
+
+def test_posted_events_appear_within_one_batch_and_the_agents_table_shows_coder(page, engine: EngineProcess):
+    page.wait_for_selector("#agents tr[data-agent=coder]", timeout=10000)
+    posted = time.monotonic()
+    engine.post("/api/events", [{"type": "demo.tick", "data": {"n": n}} for n in range(10)])
+    page.wait_for_function("document.querySelectorAll('#events td.data').length >= 10 && "
+                           "[...document.querySelectorAll('#events tr')].filter(r => r.children[1].textContent"
+                           " === 'demo.tick').length === 10", timeout=5000)
+    assert time.monotonic() - posted < 3  # ten events make a batch at once; the 5 s wait is not needed
+    assert shown_ticks(page) == list(range(9, -1, -1))  # newest first
+    assert page.locator("#agents tr[data-agent=coder] th").inner_text() == "coder"
+    assert page.locator("#conn").get_attribute("data-state") == "open"
+    screenshot(page, "dashboard-events")
+
+
+def test_a_rollback_clicked_in_the_page_restores_the_file(page, engine: EngineProcess, site: Path):
+    engine.post("/api/events", {"type": "demo.write_config", "data": {}})
+    run = engine.wait_for(lambda: next((r for r in engine.get("/api/runs")["runs"]
+                                        if r["playbook"] == "write-site-config" and r["status"] != "running"), None),
+                          15, "the write-site-config run")
+    assert run["status"] == "succeeded", run
+    assert site.read_text() == "new content\n"
+    page.evaluate("window.dashboard.reloadRuns()")
+    button = page.locator(f"button.rollback[data-run='{run['run_id']}']")
+    button.click(timeout=5000)
+    page.wait_for_selector("#rollback-answer", timeout=5000)
+    assert page.locator("#rollback-answer").get_attribute("data-status") == "200"
+    assert site.read_text() == "old content\n"
+    screenshot(page, "dashboard-rollback")
+    button.click()  # the same run again: its files no longer match the seal, so the engine refuses
+    page.wait_for_selector("#rollback-answer[data-status='409']", timeout=5000)
+    assert "refused" in page.locator("#rollback-answer").inner_text()
+    assert site.read_text() == "old content\n"
+
+
+def test_a_filter_set_in_the_page_is_honoured(page, engine: EngineProcess):
+    page.fill("#f-types", "demo.keep*")
+    page.select_option("#f-severity", "warning")
+    page.click("#f-apply")
+    page.wait_for_selector("#filter-status:has-text('filter on')", timeout=5000)
+    events = [{"type": "demo.keep", "severity": "error", "data": {"n": n}} for n in range(5)]
+    events += [{"type": "demo.drop", "severity": "error", "data": {"n": 100 + n}} for n in range(5)]
+    events += [{"type": "demo.keep", "severity": "info", "data": {"n": 200 + n}} for n in range(5)]
+    engine.post("/api/events", events)
+    page.wait_for_function("window.dashboard.events.filter(e => e.type === 'demo.keep').length >= 5", timeout=8000)
+    page.wait_for_timeout(200)
+    later = page.evaluate("window.dashboard.events.filter(e => e.type.startsWith('demo.'))"
+                          ".map(e => [e.type, e.data.n])")
+    assert sorted(later) == [["demo.keep", n] for n in range(5)]
+    screenshot(page, "dashboard-filter")
