@@ -30,6 +30,7 @@
     return node;
   }
   const fill = (node, rows) => node.replaceChildren(...rows);
+  const show = (v) => (v !== null && typeof v === "object" ? JSON.stringify(v) : v ?? "");
   const time = (ts) => (ts || "").replace("T", " ").replace(/\.\d+/, "").replace("Z", "");
 
   // --- the stream -------------------------------------------------------------------------------------
@@ -39,7 +40,7 @@
     const resume = d.epoch !== null ? `?resume=${encodeURIComponent(d.epoch + ":" + d.seq)}` : "";
     setConn("connecting", d.epoch ? "reconnecting…" : "connecting…");
     const ws = d.ws = new WebSocket(`${scheme}//${location.host}/ws${resume}`);
-    ws.onopen = () => { retry = 1000; };
+    ws.onopen = () => { retry = 1000; d.connected = true; setConn("open", "live"); };
     ws.onmessage = (message) => onMessage(JSON.parse(message.data));
     ws.onclose = () => {
       d.connected = false;
@@ -57,10 +58,7 @@
     }
     const fresh = msg.epoch !== d.epoch;
     d.frames += 1; d.epoch = msg.epoch; d.seq = msg.seq;
-    if (!d.connected) {
-      d.connected = true; setConn("open", "live");
-      if (fresh && d.filter) send({filter: d.filter});  // a new stream starts unfiltered
-    }
+    if (fresh && d.filter) send({filter: d.filter});  // a new stream (engine restarted) starts unfiltered
     d.state = msg.snapshot ? (msg.state || {}) : mergePatch(d.state, msg.state || {});
     for (const event of msg.events || []) d.events.unshift(event);
     if (d.events.length > MAX_EVENTS) d.events.length = MAX_EVENTS;
@@ -119,7 +117,8 @@
   function renderAgents() {
     const agents = Object.values(d.state.agents || {}).sort((a, b) => a.name.localeCompare(b.name));
     fill($("agents"), agents.map((a) => el("tr", {"data-agent": a.name},
-      el("th", {scope: "row"}, a.name), el("td", {class: "state-" + (a.state || "")}, a.state || (a.declared ? "?" : "seen")),
+      el("th", {scope: "row"}, a.name),
+      el("td", {class: "state-" + (a.state || "")}, a.state || (a.declared ? "?" : "seen")),
       el("td", {}, typeof a.score === "number" ? a.score.toFixed(2) : "–"),
       el("td", {}, sparkline(d.scores[a.name] || [])), el("td", {}, a.restarts ?? ""))));
   }
@@ -128,7 +127,7 @@
     const open = Object.values(d.state.problems || {}).filter((p) => p.status !== "resolved");
     fill($("problems"), open.map((p) => el("tr", {},
       el("th", {scope: "row"}, el("button", {class: "linkish", onclick: () => showProblem(p.id)}, p.id)),
-      el("td", {}, p.kind), el("td", {}, p.subject ?? p.key ?? ""), el("td", {}, time(p.opened_at)),
+      el("td", {}, p.kind), el("td", {}, show(p.subject ?? p.key)), el("td", {}, time(p.opened_at)),
       el("td", {}, (p.escalated_at ? "escalated" : p.status) + (p.running ? " · running" : "")))));
   }
 
@@ -137,7 +136,7 @@
     fill($("playbooks"), books.map(([id, p]) => el("tr", {},
       el("th", {scope: "row"}, id), el("td", {}, p.enabled === false ? "disabled" : "enabled"),
       el("td", {class: p.circuit === "closed" ? "closed" : "open"},
-         typeof p.circuit === "object" ? JSON.stringify(p.circuit) : p.circuit || "closed"),
+         show(p.circuit || "closed")),
       el("td", {}, p.priority || ""))));
   }
 
@@ -154,10 +153,11 @@
     const box = $("rules-health");
     if (status !== 200) { box.textContent = "rules health unavailable: " + (body.error || status); return; }
     const health = body.health || {};
-    const rejected = health.rejected || [];
-    box.replaceChildren(el("h3", {}, "Lint"), rejected.length
-      ? el("ul", {}, ...rejected.map((r) => el("li", {class: "refused"}, typeof r === "string" ? r : JSON.stringify(r))))
-      : el("p", {class: "done"}, "all rule files load" + (health.state ? ` (${health.state})` : "")));
+    const problems = [...Object.entries(health.rejected || {}), ...Object.entries(health.unreadable || {})];
+    box.replaceChildren(el("h3", {}, "Lint"), problems.length
+      ? el("ul", {}, ...problems.map(([file, lines]) => el("li", {class: "refused"}, `${file}: `,
+        el("pre", {}, [].concat(lines).join("\n")))))
+      : el("p", {class: "done"}, `all ${health.files ?? ""} rule files load (${health.state || "?"})`));
   }
 
   let runsTimer = null;
@@ -208,9 +208,9 @@
     const entries = (body.timeline || []).map((t) => {
       const {at, ts, kind, type, ...rest} = t;
       return el("li", {}, `${time(at || ts)} ${kind || type || ""} `,
-        Object.entries(rest).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" "));
+        Object.entries(rest).map(([k, v]) => `${k}=${show(v)}`).join(" "));
     });
-    box.replaceChildren(el("h3", {}, `Problem ${body.id}: ${body.kind} ${body.subject ?? ""} — ${body.status}`),
+    box.replaceChildren(el("h3", {}, `Problem ${body.id}: ${body.kind} ${show(body.subject)} — ${body.status}`),
       el("p", {}, `opened ${time(body.opened_at)}` + (body.resolved_at ? `, resolved ${time(body.resolved_at)}` : "")
         + ((body.runs || []).length ? `, runs ${body.runs.map((r) => r.run_id || r).join(", ")}` : "")),
       el("ol", {}, ...entries), body.elided ? el("p", {}, `${body.elided} entries elided`) : "");
