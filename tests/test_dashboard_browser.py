@@ -112,3 +112,20 @@ def test_a_filter_set_in_the_page_is_honoured(page, engine: EngineProcess):
                           ".map(e => [e.type, e.data.n])")
     assert sorted(later) == [["demo.keep", n] for n in range(5)]
     screenshot(page, "dashboard-filter")
+
+
+def test_an_open_problem_shows_its_timeline_when_clicked(page, engine: EngineProcess):
+    engine.post("/api/events", {"type": "agent.down", "agent": "ghost", "data": {"exit_code": 1}})
+    problem = page.wait_for_function("Object.values(window.dashboard.state.problems || {})"
+                                     ".find(p => p.kind === 'agent-down' && p.status === 'open')", timeout=10000)
+    problem_id = problem.json_value()["id"]
+    engine.wait_for(lambda: any(t["type"] == "scheduler.decision"
+                                for t in engine.get(f"/api/problems/{problem_id}")["timeline"]), 10, "a decision")
+    page.locator("#problems button", has_text=problem_id).click()
+    detail = page.locator("#problem-detail")
+    detail.locator("h3", has_text=problem_id).wait_for(timeout=5000)
+    entries = detail.locator("li").all_inner_texts()
+    assert any("agent.down" in e and "what=opened" in e for e in entries), entries
+    decision = next(e for e in entries if "scheduler.decision" in e)
+    assert "playbook=restart-down-agent" in decision and "outcome=" in decision, entries
+    screenshot(page, "dashboard-problem")

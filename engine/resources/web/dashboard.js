@@ -101,11 +101,12 @@
       el("td", {class: "data", title: JSON.stringify(e.data || {})}, JSON.stringify(e.data || {})))));
   }
 
-  function sparkline(values) {
+  function sparkline(scores) {
+    const values = scores.length === 1 ? [scores[0], scores[0]] : scores;  // one score: a flat line, not nothing
     const ns = "http://www.w3.org/2000/svg", svg = document.createElementNS(ns, "svg");
     svg.setAttribute("class", "spark"); svg.setAttribute("width", "120"); svg.setAttribute("height", "24");
     svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", `last ${values.length} scores`);
+    svg.setAttribute("aria-label", `last ${scores.length} scores`);
     const line = document.createElementNS(ns, "polyline");
     const step = values.length > 1 ? 118 / (values.length - 1) : 0;
     line.setAttribute("points", values.map((v, i) => `${1 + i * step},${23 - v * 22}`).join(" "));
