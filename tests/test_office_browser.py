@@ -9,16 +9,14 @@ import signal
 
 import pytest
 from browser_harness import screenshot
-from process_harness import EngineProcess
 
 
 @pytest.fixture
 def page(browser, coder_engine):
     engine = coder_engine()
-    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    page = browser.new_page(viewport={"width": 1800, "height": 900})
     page.goto(engine.url + "/office")
-    page.wait_for_function("window.office && window.office.agents.coder && window.office.agents.coder.score !== undefined",
-                           timeout=20_000)
+    page.wait_for_function("window.office && window.office.agents.coder", timeout=20_000)
     page.evaluate("window.office.freeze(true)")
     yield page, engine
     page.close()
@@ -50,9 +48,7 @@ def test_coder_sprite_goes_idle_degraded_down_and_back(page):
     assert degraded.get("f", 0) > 0 and degraded.get("s", 0) > 0, degraded  # smoke over a person
     screenshot(page, "office-degraded")
 
-    pid = engine.get("/api/agents")
-    pid = next(a for a in (pid["agents"] if isinstance(pid, dict) else pid) if a["name"] == "coder")["pid"]
-    os.kill(pid, signal.SIGKILL)
+    os.kill(engine.agent_pids()["coder"], signal.SIGKILL)
     down = wait_state(page, "down")
     assert down.get("s", 0) == 0 and down.get("f", 0) == 0 and down.get("d", 0) > 0, down  # an empty desk
     screenshot(page, "office-down")
@@ -61,4 +57,3 @@ def test_coder_sprite_goes_idle_degraded_down_and_back(page):
     back = signature(page)
     assert back.get("s", 0) > 0 and back != down, back
     screenshot(page, "office-restarted")
-    assert isinstance(engine, EngineProcess)

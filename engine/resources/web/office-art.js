@@ -18,13 +18,14 @@ const ART = {
 const TILE = 16;
 /* Rooms in tiles: x, y, w, h, a floor colour; the overflow area takes agents that have no known room. */
 const LAYOUT = {
-  cols: 40, rows: 22,
+  cols: 29, rows: 19,
   rooms: {
-    meeting: {x: 1, y: 1, w: 18, h: 9, floor: "#45283c", label: "meeting room"},
-    monitoring: {x: 21, y: 1, w: 18, h: 9, floor: "#323c39", label: "monitoring room"},
-    library: {x: 1, y: 12, w: 18, h: 9, floor: "#3f3f74", label: "library"},
-    overflow: {x: 21, y: 12, w: 18, h: 9, floor: "#4b692f", label: "open space"},
+    meeting: {x: 1, y: 1, w: 13, h: 8, floor: "#45283c", label: "meeting room"},
+    monitoring: {x: 15, y: 1, w: 13, h: 8, floor: "#323c39", label: "monitoring room"},
+    library: {x: 1, y: 10, w: 13, h: 8, floor: "#3f3f74", label: "library"},
+    overflow: {x: 15, y: 10, w: 13, h: 8, floor: "#4b692f", label: "open space"},
   },
-  coffee: {x: 19, y: 10},
-  window: {x: 10, y: 0},
+  coffee: {x: 14, y: 9},
+  window: {x: 6, y: 0},
+  plant: {x: 26, y: 2},
 };

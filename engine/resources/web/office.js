@@ -1,7 +1,7 @@
 /* The pixel office: live state from /ws (snapshot + RFC 7396 patches, resume), sprites that show each agent's
    state, walking by BFS on the tile grid, hover/click, a text view, and test hooks (window.office). */
 "use strict";
-const ZOOM = 2, HOLD_MS = 2000;
+const ZOOM = 3, HOLD_MS = 2000;
 const canvas = document.getElementById("office"), ctx = canvas.getContext("2d");
 canvas.width = LAYOUT.cols * TILE * ZOOM; canvas.height = LAYOUT.rows * TILE * ZOOM;
 ctx.imageSmoothingEnabled = false;
@@ -16,7 +16,8 @@ function merge(target, patch) {  // RFC 7396
 
 function visualState(name, a) {
   if (a.state === "down" || (a.declared && !a.pid)) return "down";
-  const problem = Object.values(office.state.problems || {}).some(p => JSON.stringify(p.subject || p).includes(`"${name}"`));
+  const problem = Object.values(office.state.problems || {})
+    .some(p => JSON.stringify(p.subject || p).includes(`"${name}"`));
   if (a.degraded || (typeof a.score === "number" && a.score < 0.3) || problem) return "degraded";
   if (a.state === "learning") return "learning";
   if (a.state === "working" || a.task) return "running";
@@ -25,12 +26,14 @@ function visualState(name, a) {
 
 function seatFor(room, index) {
   const r = LAYOUT.rooms[room] || LAYOUT.rooms.overflow;
-  return {x: r.x + 2 + (index % 3) * 6, y: r.y + 3 + Math.floor(index / 3) * 4};
+  return {x: r.x + 2 + (index % 3) * 4, y: r.y + 2 + Math.floor(index / 3) * 3};
 }
 
 function blocked() {
   const set = new Set();
-  for (const a of Object.values(office.agents)) for (let i = 0; i < 3; i++) set.add(`${a.seat.x - 1 + i},${a.seat.y + 1}`);
+  for (const a of Object.values(office.agents)) {
+    for (let i = 0; i < 3; i++) set.add(`${a.seat.x - 1 + i},${a.seat.y + 1}`);
+  }
   return set;
 }
 
@@ -41,7 +44,8 @@ function bfs(from, to) {  // shortest path on the tile grid, desks are in the wa
     if (p.x === to.x && p.y === to.y) break;
     for (const [dx, dy] of [[1, 0], [-1, 0], [0, 1], [0, -1]]) {
       const n = {x: p.x + dx, y: p.y + dy};
-      if (n.x < 0 || n.y < 0 || n.x >= LAYOUT.cols || n.y >= LAYOUT.rows || prev.has(key(n)) || walls.has(key(n))) continue;
+      const outside = n.x < 0 || n.y < 0 || n.x >= LAYOUT.cols || n.y >= LAYOUT.rows;
+      if (outside || prev.has(key(n)) || walls.has(key(n))) continue;
       prev.set(key(n), p); queue.push(n);
     }
   }
@@ -52,7 +56,8 @@ function bfs(from, to) {  // shortest path on the tile grid, desks are in the wa
 
 function bubbleFor(a, vis) {
   if (vis === "down") return a.declared ? "restarting…" : "";
-  if (Object.values(office.state.problems || {}).some(p => p.status === "escalated" && JSON.stringify(p).includes(a.name))) return "escalated";
+  const mine = Object.values(office.state.problems || {}).filter(p => JSON.stringify(p).includes(`"${a.name}"`));
+  if (mine.some(p => p.status === "escalated")) return "escalated";
   return "";
 }
 
@@ -104,24 +109,32 @@ function drawAgent(s) {
   if (s.state !== "down" || !here) sprite(ART.person, s.x * TILE + 4, s.y * TILE + 2);
   sprite(ART.desk, sx - 2, sy + TILE);
   sprite(ART.screen, sx + 5, sy + TILE - 4);
+  if (s.bubble) bubble(s.bubble, sx, sy - 8);
   if (!here || s.state === "down") return;
   if (s.state === "running") sprite(ART.hand, sx + 4 + blink * 6, sy + 12);
   if (s.state === "idle") sprite(ART.cup, sx + 12, sy + 10);
   if (s.state === "learning") sprite(ART.book, sx + 6, sy + 11);
   if (s.state === "degraded") { sprite(ART.hand, sx + 3, sy + 1 - blink); sprite(ART.smoke, sx + 5, sy - 5 - blink); }
-  if (s.bubble) { ctx.fillStyle = "#fff"; ctx.font = "12px sans-serif"; ctx.fillText(s.bubble, sx * ZOOM, (sy - 8) * ZOOM); }
+}
+
+function bubble(text, px, py) {  // a speech bubble: what a person should know
+  ctx.font = "14px sans-serif";
+  const w = ctx.measureText(text).width + 8;
+  ctx.fillStyle = "#ffffff"; ctx.fillRect(px * ZOOM, (py - 6) * ZOOM, w, 20);
+  ctx.fillStyle = "#222034"; ctx.fillText(text, px * ZOOM + 4, (py - 6) * ZOOM + 15);
 }
 
 function draw() {
   ctx.fillStyle = "#222034"; ctx.fillRect(0, 0, canvas.width, canvas.height);
   for (const r of Object.values(LAYOUT.rooms)) {
-    ctx.fillStyle = r.floor; ctx.fillRect(r.x * TILE * ZOOM, r.y * TILE * ZOOM, r.w * TILE * ZOOM, r.h * TILE * ZOOM);
+    const z = TILE * ZOOM;
+    ctx.fillStyle = r.floor; ctx.fillRect(r.x * z, r.y * z, r.w * z, r.h * z);
     ctx.fillStyle = "#cbdbfc"; ctx.font = "14px sans-serif";
     ctx.fillText(r.label, (r.x * TILE + 4) * ZOOM, (r.y * TILE + 10) * ZOOM);
   }
   ctx.fillStyle = "#5fcde4"; ctx.fillRect(LAYOUT.window.x * TILE * ZOOM, 0, 4 * TILE * ZOOM, 6 * ZOOM);
   sprite(ART.coffee, LAYOUT.coffee.x * TILE + 6, LAYOUT.coffee.y * TILE + 6);
-  sprite(ART.plant, 37 * TILE, 3 * TILE);
+  sprite(ART.plant, LAYOUT.plant.x * TILE, LAYOUT.plant.y * TILE);
   Object.values(office.agents).forEach(drawAgent);
 }
 
@@ -129,11 +142,14 @@ let last = 0;
 function frame(now) {
   if (!office.frozen) {
     office.clock += now - last;
-    if (Math.floor(office.clock / 250) !== Math.floor((office.clock - (now - last)) / 250))
-      for (const s of Object.values(office.agents)) if (s.path.length) { const p = s.path.shift(); s.x = p.x; s.y = p.y; }
+    if (Math.floor(office.clock / 250) !== Math.floor((office.clock - (now - last)) / 250)) step();
     sync();
   }
   last = now; draw(); requestAnimationFrame(frame);
+}
+
+function step() {  // one tile along each walker's path, four tiles a second
+  for (const s of Object.values(office.agents)) if (s.path.length) Object.assign(s, s.path.shift());
 }
 
 function area(s) { return [(s.seat.x * TILE - 2) * ZOOM, (s.seat.y * TILE - 8) * ZOOM, 20 * ZOOM, 40 * ZOOM]; }
@@ -152,15 +168,22 @@ office.signature = name => {  // pixels per palette colour in the agent's sprite
 };
 
 function at(ev) {
-  const r = canvas.getBoundingClientRect(), x = (ev.clientX - r.left) / ZOOM / TILE, y = (ev.clientY - r.top) / ZOOM / TILE;
-  return Object.values(office.agents).find(s => x >= s.seat.x - 0.2 && x <= s.seat.x + 1.2 && y >= s.seat.y - 0.5 && y <= s.seat.y + 2);
+  const r = canvas.getBoundingClientRect(), x = (ev.clientX - r.left) / ZOOM / TILE;
+  const y = (ev.clientY - r.top) / ZOOM / TILE;
+  return Object.values(office.agents)
+    .find(s => x >= s.seat.x - 0.2 && x <= s.seat.x + 1.2 && y >= s.seat.y - 0.5 && y <= s.seat.y + 2);
 }
 canvas.addEventListener("mousemove", ev => {
   const s = at(ev), tip = document.getElementById("tip");
   tip.style.display = s ? "block" : "none";
-  if (s) { tip.textContent = `${s.name} · ${s.state} · score ${s.score ?? "–"}`; tip.style.left = ev.clientX + 12 + "px"; tip.style.top = ev.clientY + "px"; }
+  if (!s) return;
+  tip.textContent = `${s.name} · ${s.state} · score ${typeof s.score === "number" ? s.score.toFixed(2) : "–"}`;
+  tip.style.left = ev.clientX + 12 + "px"; tip.style.top = ev.clientY + "px";
 });
-canvas.addEventListener("click", ev => { const s = at(ev); if (s) location.href = "/?agent=" + encodeURIComponent(s.name); });
+canvas.addEventListener("click", ev => {
+  const s = at(ev);
+  if (s) location.href = "/?agent=" + encodeURIComponent(s.name);  // the dashboard filters by it
+});
 
 let resume = "";
 function connect() {
@@ -171,8 +194,9 @@ function connect() {
     if (f.seq === undefined) return;
     resume = `?resume=${encodeURIComponent(f.epoch)}:${f.seq}`;
     office.state = f.snapshot ? f.state : merge(office.state, f.state);
-    for (const e of f.events || []) if (e.agent && !office.state.agents[e.agent])
-      office.state.agents[e.agent] = {name: e.agent, declared: false};
+    for (const e of f.events || []) {  // seen only in events: a desk in the open space too
+      if (e.agent && !office.state.agents[e.agent]) office.state.agents[e.agent] = {name: e.agent, declared: false};
+    }
     sync(); draw();
   };
   ws.onclose = () => { document.getElementById("conn").textContent = "reconnecting…"; setTimeout(connect, 1000); };
