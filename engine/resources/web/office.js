@@ -149,12 +149,31 @@ function frame(now) {
 }
 
 function step() {  // one tile along each walker's path, four tiles a second
-  for (const s of Object.values(office.agents)) if (s.path.length) Object.assign(s, s.path.shift());
+  for (const s of Object.values(office.agents)) {
+    wander(s);
+    if (s.path.length) Object.assign(s, s.path.shift());
+  }
+}
+
+function wander(s) {  // an idle agent now and then fetches a coffee or looks out of the window, then comes back
+  const atSeat = s.x === s.seat.x && s.y === s.seat.y;
+  if (s.state !== "idle" || s.path.length || !atSeat || office.clock < (s.rested || 0)) return;
+  if (!s.rested) { s.rested = office.clock + 6000 + (s.name.length % 5) * 1000; return; }
+  const spot = Math.floor(office.clock / 7000) % 2 ? LAYOUT.coffee : {x: LAYOUT.window.x + 1, y: 1};
+  s.path = [...bfs(s.seat, spot), ...bfs(spot, s.seat)];
+  s.rested = office.clock + s.path.length * 250 + 8000;
 }
 
 function area(s) { return [(s.seat.x * TILE - 2) * ZOOM, (s.seat.y * TILE - 8) * ZOOM, 20 * ZOOM, 40 * ZOOM]; }
 
-office.freeze = on => { office.frozen = !!on; if (on) office.clock = 0; sync(); draw(); };
+office.freeze = on => {
+  office.frozen = !!on;
+  if (on) {  // every character at its desk, clock at 0: a frame depends on the state only
+    office.clock = 0;
+    for (const s of Object.values(office.agents)) Object.assign(s, {path: [], x: s.seat.x, y: s.seat.y, rested: 0});
+  }
+  sync(); draw();
+};
 office.signature = name => {  // pixels per palette colour in the agent's sprite area, "k:12 s:30 ..."
   const s = office.agents[name]; if (!s) return "";
   draw();
