@@ -158,7 +158,7 @@ function step() {  // one tile along each walker's path, four tiles a second
 function wander(s) {  // an idle agent now and then fetches a coffee or looks out of the window, then comes back
   const atSeat = s.x === s.seat.x && s.y === s.seat.y;
   if (s.state !== "idle" || s.path.length || !atSeat || office.clock < (s.rested || 0)) return;
-  if (!s.rested) { s.rested = office.clock + 6000 + (s.name.length % 5) * 1000; return; }
+  if (!s.rested) { s.rested = office.clock + 2000 + (s.name.length % 5) * 500; return; }
   const spot = Math.floor(office.clock / 7000) % 2 ? LAYOUT.coffee : {x: LAYOUT.window.x + 1, y: 1};
   s.path = [...bfs(s.seat, spot), ...bfs(spot, s.seat)];
   s.rested = office.clock + s.path.length * 250 + 8000;
