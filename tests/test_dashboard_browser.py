@@ -113,6 +113,14 @@ def test_a_filter_set_in_the_page_is_honoured(page, engine: EngineProcess):
     assert sorted(later) == [["demo.keep", n] for n in range(5)]
     screenshot(page, "dashboard-filter")
 
+    page.click("#pause")  # paused: events still arrive, the list stands still until resumed
+    engine.post("/api/events", [{"type": "demo.keep", "severity": "error", "data": {"n": n}} for n in range(5, 15)])
+    page.wait_for_function("window.dashboard.events.filter(e => e.type === 'demo.keep').length >= 15", timeout=5000)
+    keep_rows = page.locator("#events tr", has_text="demo.keep")
+    assert keep_rows.count() == 5
+    page.click("#pause")
+    assert keep_rows.count() == 15
+
 
 def test_an_open_problem_shows_its_timeline_when_clicked(page, engine: EngineProcess):
     engine.post("/api/events", {"type": "agent.down", "agent": "ghost", "data": {"exit_code": 1}})

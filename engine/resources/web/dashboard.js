@@ -62,16 +62,17 @@
     d.state = msg.snapshot ? (msg.state || {}) : mergePatch(d.state, msg.state || {});
     for (const event of msg.events || []) d.events.unshift(event);
     if (d.events.length > MAX_EVENTS) d.events.length = MAX_EVENTS;
-    recordScores();
-    render(msg);
+    recordScores(msg.snapshot ? d.state.agents : (msg.state || {}).agents);
+    if ((msg.events || []).some((e) => /^(playbook|reactor)\./.test(e.type))) scheduleRuns();
+    if (drawing === null) drawing = requestAnimationFrame(() => { drawing = null; render(); });  // one per paint
   }
 
   function send(obj) { if (d.ws && d.ws.readyState === WebSocket.OPEN) d.ws.send(JSON.stringify(obj)); }
   function setConn(state, text) { const c = $("conn"); c.dataset.state = state; c.textContent = text; }
 
-  function recordScores() {
-    for (const [name, agent] of Object.entries(d.state.agents || {})) {
-      if (typeof agent.score !== "number") continue;
+  function recordScores(changed) {  // the agents whose score this frame carries (all of them in a snapshot)
+    for (const [name, agent] of Object.entries(changed || {})) {
+      if (!agent || typeof agent.score !== "number") continue;
       const list = d.scores[name] || (d.scores[name] = []);
       list.push(agent.score);
       if (list.length > MAX_SCORES) list.shift();
@@ -79,8 +80,8 @@
   }
 
   // --- rendering --------------------------------------------------------------------------------------
-  let lastPlaybookKeys = "", lastRunning = "";
-  function render(msg) {
+  let lastPlaybookKeys = "", lastRunning = "", drawing = null;
+  function render() {
     const s = d.state, queue = s.queue || {};
     $("engine-status").textContent = (s.engine || {}).status || "?";
     $("queue-depth").textContent = queue.depth ?? 0;
@@ -90,9 +91,7 @@
     const keys = Object.keys(s.playbooks || {}).join(",");
     if (keys !== lastPlaybookKeys) { lastPlaybookKeys = keys; loadRulesHealth(); }
     const running = (queue.running || []).join(",");
-    if (running !== lastRunning || (msg.events || []).some((e) => /^(playbook|reactor)\./.test(e.type))) {
-      lastRunning = running; scheduleRuns();
-    }
+    if (running !== lastRunning) { lastRunning = running; scheduleRuns(); }
   }
 
   function renderEvents() {
