@@ -30,8 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine import config  # noqa: E402
 from engine.durations import parse_duration  # noqa: E402
-from engine.events import format_ts  # noqa: E402
-from engine.problems.book import event_time  # noqa: E402
+from engine.events import event_time, format_ts  # noqa: E402
 from engine.score.scorer import Scorer  # noqa: E402
 from engine.score.simulator import EPOCH, SCENARIOS, Detection, SimConfig, evaluate, generate, train  # noqa: E402
 

@@ -138,6 +138,14 @@ def parse_ts(text: str) -> datetime:
         raise ValueError(f"no such time: {exc}") from None
 
 
+def event_time(event: dict[str, Any], default: float) -> float:
+    """The event's `ts` in epoch seconds, or `default` when it has none that parses."""
+    try:
+        return parse_ts(event["ts"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return default
+
+
 def _check_limits(data: dict[str, Any] | list[Any]) -> None:
     """EventError unless `data` is JSON-serializable, at most MAX_DATA_DEPTH deep and MAX_DATA_BYTES long.
 

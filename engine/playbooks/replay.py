@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.admission.backtest import Admission
-from engine.events import parse_ts
+from engine.events import event_time
 from engine.playbooks.compiler import Index
 from engine.playbooks.matcher import Match, Matcher
 
@@ -77,14 +77,6 @@ def replay(events: Iterable[dict[str, Any]], index: Index, summary: Summary,
         summary.add(match)
         if match.decisions or match.set_aside:
             yield event, match
-
-
-def event_time(event: dict[str, Any], default: float) -> float:
-    """The event's `ts` in epoch seconds, or `default` when it has none that parses."""
-    try:
-        return parse_ts(event["ts"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return default
 
 
 def json_records(match: Match) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ import orjson
 
 from engine.admission.scheduler import ACCEPTED
 from engine.capped import CappedMap
-from engine.events import format_ts, parse_ts
+from engine.events import event_time, format_ts, parse_ts
 from engine.problems.kinds import Kind, KindSet
 
 log = logging.getLogger("aios.problems")
@@ -108,13 +108,6 @@ def _ts(epoch: float | None) -> str | None:
 
 def _epoch(text: str | None) -> float | None:  # type: ignore[return]
     return None if text is None else parse_ts(text).timestamp()
-
-
-def event_time(event: dict[str, Any], default: float) -> float:
-    try:
-        return parse_ts(event["ts"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return default
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from engine.problems.book import event_time
+from engine.events import event_time
 from engine.score.feedback import feedback_label
 from engine.score.labels import WINDOW_S, AutoLabeler, LabelFile
 from engine.score.scorer import READS, Emitted, Scorer

@@ -15,9 +15,8 @@ from typing import Any
 import orjson
 
 from engine.capped import CappedMap
-from engine.events import format_ts
+from engine.events import event_time, format_ts
 from engine.osutil.files import fsync_dir
-from engine.problems.book import event_time
 
 log = logging.getLogger("aios.score")
 

@@ -14,8 +14,7 @@ from typing import Any
 
 from engine.capped import CappedMap
 from engine.durations import parse_duration
-from engine.events import format_ts
-from engine.problems.book import event_time
+from engine.events import event_time, format_ts
 from engine.score.components import COMPONENTS, ERROR_WEIGHT, latency, resource, stability, success_rate, weighted
 from engine.score.windows import DecayedCount, DecayedHistogram
 
