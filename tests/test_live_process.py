@@ -26,13 +26,19 @@ def test_a_client_gets_the_state_then_ten_posted_events_in_one_frame(engine: Eng
                 frames = []
                 while not any(f.get("events") for f in frames):
                     frames.append(await ws.receive_json(timeout=10))
-                return first, frames
+                async with http.get(engine.url + "/metrics") as answer:
+                    metrics = await answer.text()
+                return first, frames, metrics
 
-    first, frames = asyncio.run(scenario())
+    first, frames, metrics = asyncio.run(scenario())
+    assert "aios_websocket_clients 1.0" in metrics  # the client is counted while it is connected
+    frames_sent = next(line for line in metrics.splitlines()
+                       if line.startswith('aios_live_since_start{count="frames"}'))
+    assert float(frames_sent.split()[-1]) >= 2
     assert first["snapshot"] is True and first["seq"] == 1
     state = first["state"]
     assert "coder" in state["agents"] and state["agents"]["coder"]["declared"] is True
-    assert set(state) >= {"engine", "agents", "problems", "queue", "playbooks"}
+    assert set(state) >= {"engine", "agents", "problems", "queue", "runs", "playbooks"}
     assert "restart-down-agent" in state["playbooks"]
     events = next(f for f in frames if f.get("events"))
     assert [e["data"]["n"] for e in events["events"]] == list(range(10))  # one batch of ten, in order

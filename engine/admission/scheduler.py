@@ -65,7 +65,7 @@ class Scheduler:
         self.aging_s = aging_s
         self._classes: list[deque[Job]] = [deque() for _ in PRIORITIES]
         self._keys: dict[tuple[Any, ...], _KeyState] = {}
-        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._running: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
         self._seq = itertools.count()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -148,6 +148,10 @@ class Scheduler:
     def running_ids(self) -> list[str]:
         return list(self._running)
 
+    def running_jobs(self) -> list[Job]:
+        """The jobs whose runs are in progress, oldest first: what the live view shows acting on agents."""
+        return [job for job, _ in self._running.values()]
+
     def depth_by_priority(self) -> dict[str, int]:
         return {name: len(self._classes[rank]) for name, rank in RANK.items()}
 
@@ -177,7 +181,7 @@ class Scheduler:
             if job is None:
                 break
             task = asyncio.get_running_loop().create_task(self._run(job), name=f"run-{job.run_id}")
-            self._running[job.run_id] = task  # held here and awaited by `drain`: not fire-and-forget
+            self._running[job.run_id] = (job, task)  # held here and awaited by `drain`: not fire-and-forget
             self._idle.clear()
             self.progress_at = self._clock()
 
@@ -231,7 +235,7 @@ class Scheduler:
                 await self._decide(job, "dropped", "the engine is stopping")
             except Exception:  # the store may already refuse: the log still says it
                 log.exception("run %s of %s dropped at shutdown", job.run_id, job.playbook.id)
-        tasks = list(self._running.values())
+        tasks = [task for _, task in self._running.values()]
         if not tasks:
             return []
         done, pending = await asyncio.wait(tasks, timeout=grace_s)

@@ -61,6 +61,7 @@ class _Agent:
     down: dict[str, Any] | None = None  # the agent.down data of the current episode; None while it is up
     activity: str | None = None  # "working" or "learning", from the agent's own events
     task: str | None = None
+    pipeline: str | None = None  # the current task's `data.pipeline`: agents sharing one meet (the office)
     reported_pid: int | None = None  # undeclared agents: the pid their heartbeats carry
     pidfile: bytes | None = None  # a pidfile record the disk refused so far: `check()` writes it again
 
@@ -194,8 +195,9 @@ class Supervisor:
         data = event.get("data") or {}
         if kind == "agent.task_started":
             agent.activity, agent.task = "working", str(data.get("task") or "") or None
+            agent.pipeline = str(data.get("pipeline") or "")[:200] or None
         elif kind == "agent.task_done":
-            agent.activity, agent.task = None, None
+            agent.activity, agent.task, agent.pipeline = None, None, None
         else:
             agent.activity = "learning" if data.get("active") is True else None
         return []
@@ -243,7 +245,8 @@ class Supervisor:
                 "name": name, "room": agent.room, "declared": agent.declared, "pid": pid,
                 "state": self._state(agent, now), "adopted": agent.adopted,
                 "started": _ts(agent.started), "last_heartbeat": _ts(agent.last_heartbeat),
-                "restarts": agent.restarts, "task": agent.task, "down": dict(agent.down) if agent.down else None,
+                "restarts": agent.restarts, "task": agent.task, "pipeline": agent.pipeline,
+                "down": dict(agent.down) if agent.down else None,
             })
         return rows
 
@@ -308,7 +311,7 @@ class Supervisor:
         now = self._clock()
         agent.started = float(started) if isinstance(started, (int, float)) else now
         agent.since, agent.last_heartbeat, agent.adopted = now, None, adopted
-        agent.down, agent.activity, agent.task = None, None, None
+        agent.down, agent.activity, agent.task, agent.pipeline = None, None, None, None
         if not adopted:
             agent.pidfile = orjson.dumps({
                 "pid": process.pid, "create_time": process.create_time, "marker": process.marker,

@@ -121,6 +121,7 @@ class Engine:
                          max_open=problems_cfg["max_open"], on_healed=self.metrics.heal_seconds.observe)
         self.problem_files = ProblemFiles(self.data_dir)
         self.score = ScoreKeeper.from_config(config.raw, self.data_dir, clock)
+        self._live_health: tuple[float, str] = (float("-inf"), "ok")
         self.hub = Hub(state=self.live_state, clock=time.monotonic, epoch=self.validator.new_id())
         self._unwritten: dict[str, dict[str, Any]] = {}
         self._writing = asyncio.Lock()
@@ -565,11 +566,17 @@ class Engine:
                                    "degraded": bool(score.get("degraded"))}
         for name, score in scores.items():  # seen only in events
             agents[name] = {"name": name, "declared": False, **score}
-        return {"engine": {"status": self.health()["status"], "stopping": self.stopping},
+        now = time.monotonic()
+        if now - self._live_health[0] >= 1.0:  # a round per event: health is worth one look a second
+            self._live_health = (now, self.health()["status"])
+        runs = {job.run_id: {"playbook": job.playbook.id, "agent": job.event.get("agent"), "priority": job.priority,
+                             "cause": job.event.get("type")} for job in self.scheduler.running_jobs()}
+        return {"engine": {"status": self._live_health[1], "stopping": self.stopping},
                 "agents": agents,
                 "problems": {p.id: p.summary() for p in self.book.problems(open_only=True)},
                 "queue": {"depth": self.scheduler.depth, "by_priority": self.scheduler.depth_by_priority(),
-                          "running": self.scheduler.running_ids()},
+                          "running": list(runs)},
+                "runs": runs,
                 "playbooks": {p["id"]: {"enabled": p["enabled"], "circuit": p["circuit"], "priority": p["priority"]}
                               for p in self.playbooks_view()["playbooks"]}}
 
@@ -630,4 +637,10 @@ class Engine:
         m.evictions.labels("set_aside_limiter").set(guards.limiter.map.evicted)
         m.set_asides_held.set(guards.limiter.held)
         m.problems(self.book)
+        live = self.hub.stats()
+        m.ws_clients.set(live["clients"])
+        for name, evicted in live["evictions"].items():
+            m.evictions.labels(name).set(evicted)
+        for name in self.hub.counts:
+            m.live.labels(name).set(live[name])
         return m.render()

@@ -28,6 +28,8 @@ class Metrics:
                                        buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                 0.05, 0.1, 0.25, 1))
         self.ws_clients = Gauge("aios_websocket_clients", "Connected WebSocket clients", registry=r)
+        self.live = Gauge("aios_live_since_start", "Live push counts since start (docs/live.md): events, frames, "
+                          "overflows, dropped_frames, refused, expired, state_errors", ["count"], registry=r)
         self.agents_up = Gauge("aios_agents_up", "Supervised agents running", registry=r)
         self.bus_depth = Gauge("aios_bus_queue_depth", "Events waiting in each bus subscriber's queue", ["subscriber"],
                                registry=r)

@@ -87,7 +87,7 @@
     $("queue-depth").textContent = queue.depth ?? 0;
     $("running-count").textContent = (queue.running || []).length;
     if (!d.paused) renderEvents();
-    renderAgents(); renderProblems(); renderPlaybooks();
+    renderAgents(); renderProblems(); renderRunning(); renderPlaybooks();
     const keys = Object.keys(s.playbooks || {}).join(",");
     if (keys !== lastPlaybookKeys) { lastPlaybookKeys = keys; loadRulesHealth(); }
     const running = (queue.running || []).join(",");
@@ -129,6 +129,12 @@
       el("th", {scope: "row"}, el("button", {class: "linkish", onclick: () => showProblem(p.id)}, p.id)),
       el("td", {}, p.kind), el("td", {}, show(p.subject ?? p.key)), el("td", {}, time(p.opened_at)),
       el("td", {}, (p.escalated_at ? "escalated" : p.status) + (p.running ? " · running" : "")))));
+  }
+
+  function renderRunning() {  // the runs in progress, from the state: no API call per frame
+    fill($("running"), Object.entries(d.state.runs || {}).map(([id, r]) => el("tr", {"data-run": id},
+      el("th", {scope: "row"}, el("button", {class: "linkish", onclick: () => showRun(id)}, id)),
+      el("td", {}, r.playbook), el("td", {}, r.agent || ""), el("td", {}, r.priority), el("td", {}, r.cause || ""))));
   }
 
   function renderPlaybooks() {
@@ -235,7 +241,16 @@
     if (!d.paused) renderEvents();
   });
 
+  function filterFromAddress() {  // `/?agent=coder&types=agent.*&severity=warning`: the office links here
+    const q = new URLSearchParams(location.search);
+    $("f-agents").value = q.get("agent") || q.get("agents") || "";
+    $("f-types").value = q.get("types") || "";
+    $("f-severity").value = SEVERITIES.includes(q.get("severity")) ? q.get("severity") : "";
+    if ([...q.keys()].length) $("filter-form").requestSubmit();
+  }
+
   d.mergePatch = mergePatch;
+  filterFromAddress();
   d.reloadRuns = loadRuns;
   connect();
   loadRuns();
