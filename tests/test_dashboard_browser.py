@@ -3,7 +3,9 @@ events show up within one batch, a rollback clicked in the page restores a file 
 the page is honoured by the server (docs/dashboard.md)."""
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,31 @@ def test_an_open_problem_shows_its_timeline_when_clicked(page, engine: EnginePro
     decision = next(e for e in entries if "scheduler.decision" in e)
     assert "playbook=restart-down-agent" in decision and "outcome=" in decision, entries
     screenshot(page, "dashboard-problem")
+
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def test_with_a_token_the_page_works_after_login_and_not_before(browser, coder_engine):
+    """What a dashboard off loopback needs (contract §5): every request carries the token, a browser through the
+    `aios_token` cookie that `/login` sets; the page's own API calls and its socket use it."""
+    engine = coder_engine(config=f"server: {{token: {TOKEN}}}\n")
+    page = browser.new_page()
+    refused = page.goto(engine.url + "/")
+    assert refused.status == 401 and "log in at /login" in refused.text()
+    page.goto(engine.url + "/login?token=wrong-token-wrong-token")
+    assert "wrong token" in page.content()
+    page.goto(engine.url + f"/login?token={TOKEN}")
+    assert page.url == engine.url + "/"  # redirected to the dashboard
+    page.wait_for_function("window.dashboard.connected && window.dashboard.frames >= 1", timeout=10_000)
+    page.wait_for_selector("#agents tr[data-agent=coder]", timeout=10_000)
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: the page's scripts cannot read the token
+    request = urllib.request.Request(engine.url + "/api/events", method="POST",
+                                     data=json.dumps({"type": "demo.tick", "data": {"n": 7}}).encode(),
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 202
+    page.wait_for_function("window.dashboard.events.some(e => e.type === 'demo.tick')", timeout=10_000)
+    page.wait_for_function("document.getElementById('rules-health').textContent.includes('rule files load')",
+                           timeout=10_000)  # an API call from the page, with the cookie
+    page.close()
