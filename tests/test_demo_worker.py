@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from engine.demo.worker import BATCH_MAX, ROLES, Poster, Worker, life
+from engine.demo.worker import BATCH_MAX, ROLES, Poster, Route, Worker, life
 from engine.events import EventValidator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,3 +217,71 @@ def test_task_events_back_off_alone_but_never_hold_back_a_heartbeat():
     first = engine.posts[-3][2]
     assert len(first) == BATCH_MAX and first[-1]["id"] == "b-1"  # the heartbeat rides the first post
     assert not poster.pending() and len({e["id"] for _, ok, batch in engine.posts if ok for e in batch}) == 202
+
+
+class Collect:
+    """A Poster stand-in: keeps what the worker hands it."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.next_try = 0.0
+
+    def add(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def pending(self) -> bool:
+        return False
+
+    def flush(self, now: float) -> None:
+        pass
+
+
+def test_a_task_reports_the_wall_time_it_took_and_fails_past_its_deadline():
+    """An agent slowed from outside (stopped and continued) reports what the task really took, and a task
+    past its deadline fails, as a real agent's would: that is what chaos latency degrades the score with."""
+    poster = Collect()
+    worker = Worker("coder", "coder", 3600.0, 1.0, 7, poster)
+    now = 0.0
+    worker.tick(now)
+    while not any(e["type"] == "agent.task_started" for e in poster.events):
+        now = worker.tick(now)
+    started = next(e for e in poster.events if e["type"] == "agent.task_started")
+    deadline = started["data"]["deadline_s"]
+    now += deadline * 2  # the process was stopped for twice the deadline: it catches up at once
+    worker.tick(now)
+    done = next(e for e in poster.events if e["type"] == "agent.task_done")
+    assert done["data"]["ok"] is False and "missed its deadline" in done["data"]["error"]
+    assert done["data"]["duration_ms"] >= deadline * 2000 - 1
+    assert any(e["type"] == "agent.error" and "deadline" in e["data"]["message"] for e in poster.events)
+
+    poster.events.clear()  # an unhindered task reports its own time and succeeds (or fails on its own)
+    while not any(e["type"] == "agent.task_done" for e in poster.events):
+        now = worker.tick(now)
+    done = next(e for e in poster.events if e["type"] == "agent.task_done")
+    assert "missed its deadline" not in done["data"].get("error", "")
+
+
+def test_the_route_file_moves_the_posts_and_a_bad_one_is_ignored(tmp_path, recorder):
+    other = Recorder()
+    thread = threading.Thread(target=other.serve_forever, daemon=True)
+    thread.start()
+    try:
+        route = tmp_path / "coder.url"
+        route.write_text(recorder.url + "\n")
+        poster = Poster("http://127.0.0.1:9", None, 1.0, route=Route(str(route)))
+        poster.add({"id": "a", "type": "demo.one"})
+        poster.flush(0.0)
+        assert [e["id"] for e in recorder.events()] == ["a"]  # the file wins over the URL it started with
+        route.write_text(other.url + "\n")
+        os.utime(route, ns=(time.time_ns() + 10**9,) * 2)
+        poster.add({"id": "b", "type": "demo.two"})
+        poster.flush(1.0)
+        assert [e["id"] for e in other.events()] == ["b"]  # routed elsewhere while it runs
+        route.write_text("not a url\n")
+        os.utime(route, ns=(time.time_ns() + 2 * 10**9,) * 2)
+        poster.add({"id": "c", "type": "demo.three"})
+        poster.flush(2.0)
+        assert [e["id"] for e in other.events()] == ["b", "c"]  # nonsense in the file changes nothing
+    finally:
+        other.shutdown()
+        other.server_close()

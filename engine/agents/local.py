@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -28,6 +29,9 @@ from typing import Any
 import psutil
 
 from engine.osutil import proctree
+from engine.osutil.files import atomic_write
+
+log = logging.getLogger("aios.agents")
 
 _REAP_S = 5.0  # after the tree was killed, how long to wait for the old process to be reaped
 ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # so `python -m engine…` agents import this engine
@@ -128,6 +132,11 @@ class LocalAgents:
     def log_path(self, name: str) -> Path:
         return self._log_dir / f"{name}.log"
 
+    def route_path(self, name: str) -> Path:
+        """The agent's route file (`AIOS_URL_FILE`): the URL it reaches the engine at, written at each start;
+        an agent that reads it again when it changes can be routed elsewhere for a while (chaos latency)."""
+        return self._log_dir / f"{name}.url"
+
     def command(self, name: str) -> list[str]:
         """The argv the agent runs with: `python` as the first word becomes this engine's interpreter."""
         command = [str(word) for word in self._specs[name]["command"]]
@@ -196,11 +205,23 @@ class LocalAgents:
             raise KeyError(f"agent {name!r} is not declared in the config")
         return self._locks[name]
 
-    def _environment(self, name: str, marker: str) -> dict[str, str]:
+    def _write_route(self, name: str) -> bool:
+        """A full disk must not keep an agent from starting: without a route file it is given only `AIOS_URL`
+        (not `AIOS_URL_FILE`, whose old content may name another engine)."""
+        try:
+            atomic_write(self.route_path(name), (self.url or "").encode() + b"\n")
+            return True
+        except OSError as exc:
+            log.warning("cannot write the route file of agent %s (%s); it uses AIOS_URL", name, exc)
+            return False
+
+    def _environment(self, name: str, marker: str, routed: bool) -> dict[str, str]:
         spec = self._specs[name]
         env = {**os.environ, **self.env, **spec.get("env", {}), "AIOS_AGENT": name, proctree.MARK_ENV: marker}
         if self.url:
             env["AIOS_URL"] = self.url
+        if routed:
+            env["AIOS_URL_FILE"] = str(self.route_path(name))
         if self._specs[name]["command"][0] == "python":  # an engine run from a checkout: let its modules be found
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), ENGINE_ROOT]))
         return env
@@ -219,6 +240,7 @@ class LocalAgents:
         command = self.command(name)
         marker = f"agent/{name}/{uuid.uuid4().hex[:12]}"
         self._log_dir.mkdir(parents=True, exist_ok=True)
+        routed = bool(self.url) and self._write_route(name)
         reader, writer = os.pipe()
         try:
             pump = subprocess.Popen(
@@ -234,7 +256,7 @@ class LocalAgents:
         try:
             _line(writer, f"aios-engine starts {name}: {subprocess.list2cmdline(command)}")
             popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=writer, stderr=writer,
-                                     cwd=self._specs[name].get("cwd"), env=self._environment(name, marker),
+                                     cwd=self._specs[name].get("cwd"), env=self._environment(name, marker, routed),
                                      start_new_session=True)
         except OSError as exc:
             with contextlib.suppress(OSError):

@@ -6,6 +6,12 @@ and then an `agent.error` and a failed task, a slowdown (a task taking several t
 `agent.learning` spells (`active: true`, then `false`). `--seed` makes the behaviour repeatable; `--pace`
 scales every wait but the heartbeat (tests and quick demos run at `--pace 0.05`).
 
+A task reports the wall time it really took (`duration_ms`), so an agent slowed from outside (stopped and
+continued, starved of CPU: `aios-engine chaos latency`) reports slow tasks; a task past its deadline
+(`DEADLINE_FACTOR` times its usual duration) fails with "missed its deadline", as a real agent's would.
+When `AIOS_URL_FILE` names a file, the engine URL is read from it again whenever it changes (the engine
+writes it; a chaos scenario may route the agent through a delaying proxy for a while).
+
 Standard library only (one small process per agent). Events get their id and `ts` when they happen, so
 a post that is retried (the engine restarting, a lost response) is stored once and at its real time.
 While the engine cannot be reached, events wait in a bounded queue (only the newest heartbeat is kept:
@@ -34,6 +40,7 @@ from typing import Any
 from engine.durations import parse_duration
 
 QUEUE_MAX = 1000  # events kept while the engine is unreachable; the oldest go first
+DEADLINE_FACTOR = 8.0  # a task this many times its usual duration (slow ones are 3-6x) has missed its deadline
 BATCH_MAX = 100  # events per post
 POST_TIMEOUT_S = 3.0
 BACKOFF_FIRST_S = 0.5
@@ -106,9 +113,10 @@ def life(role_name: str, rng: random.Random) -> Iterator[Step]:
         count += 1
         task = {"task": rng.choice(role.tasks), "task_id": f"{role_name}-{count}"}
         duration = rng.uniform(*role.duration)
+        deadline_s = duration * DEADLINE_FACTOR
         if rng.random() < role.slow_rate:
             duration *= rng.uniform(3.0, 6.0)
-        yield 0.0, "agent.task_started", task, "info"
+        yield 0.0, "agent.task_started", {**task, "deadline_s": round(deadline_s, 3)}, "info"
         if rng.random() < role.fail_rate:
             failed_at = duration * rng.uniform(0.3, 0.9)
             error = rng.choice(role.errors)
@@ -123,6 +131,29 @@ def life(role_name: str, rng: random.Random) -> Iterator[Step]:
 Send = Callable[[list[dict[str, Any]]], tuple[int | None, float | None]]
 
 
+class Route:
+    """The engine URL from `AIOS_URL_FILE`, read again whenever the file changes (one stat per post)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._seen: int | None = None
+
+    def url(self, current: str) -> str:
+        """The events URL to post to: from the file when it changed and holds an http(s) URL, else `current`."""
+        try:
+            changed = os.stat(self._path).st_mtime_ns
+            if changed == self._seen:
+                return current
+            with open(self._path, encoding="utf-8") as file:
+                text = file.read(2048).strip()
+        except OSError:
+            return current
+        self._seen = changed
+        if not text.startswith(("http://", "https://")):
+            return current
+        return text.rstrip("/") + "/api/events"
+
+
 class Poster:
     """Sends events to `POST /api/events` in batches, keeping them while the engine cannot take them.
 
@@ -131,8 +162,9 @@ class Poster:
     or a `Retry-After` say (other events alone back off up to 30 s)."""
 
     def __init__(self, url: str, token: str | None, heartbeat_s: float, send: Send | None = None,
-                 jitter: random.Random | None = None) -> None:
+                 jitter: random.Random | None = None, route: Route | None = None) -> None:
         self._url = url.rstrip("/") + "/api/events"
+        self._route = route
         self._headers = {"Content-Type": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
@@ -187,6 +219,8 @@ class Poster:
 
     def _post(self, batch: list[dict[str, Any]]) -> tuple[int | None, float | None]:
         """(status, Retry-After seconds) of one post; status None when no answer came."""
+        if self._route is not None:
+            self._url = self._route.url(self._url)
         request = urllib.request.Request(self._url, json.dumps(batch).encode(), self._headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=POST_TIMEOUT_S) as response:
@@ -221,6 +255,7 @@ class Worker:
         self._next_beat: float | None = None
         self._next_step = 0.0
         self._step: Step = (0.0, None, {}, "info")  # the day's next step, due at `_next_step`
+        self._task: tuple[float, float | None] | None = None  # the current task: monotonic start, deadline_s
 
     def event(self, type_: str, data: dict[str, Any], severity: str = "info") -> None:
         self._count += 1
@@ -248,11 +283,30 @@ class Worker:
         while now >= self._next_step:
             _, type_, data, severity = self._step
             if type_ is not None:
-                self.event(type_, data, severity)
+                for event in self._timed(type_, data, severity, now):
+                    self.event(*event)
             self._step = next(self._day)
             self._next_step += self._step[0] * self.pace
         self.poster.flush(now)
         return min(self._next_beat, self._next_step, self.poster.next_try if self.poster.pending() else self._next_beat)
+
+    def _timed(self, type_: str, data: dict[str, Any], severity: str,
+               now: float) -> list[tuple[str, dict[str, Any], str]]:
+        """A finished task with the time it really took (in the day's time: wall time over `pace`), failed
+        when that is past its deadline: an agent slowed from outside misses deadlines."""
+        if type_ == "agent.task_started":
+            self._task = (now, data.get("deadline_s"))
+        if type_ != "agent.task_done" or self._task is None:
+            return [(type_, data, severity)]
+        (started, deadline), self._task = self._task, None
+        took = (now - started) / self.pace
+        data = {**data, "duration_ms": round(took * 1000)}
+        if not data.get("ok") or deadline is None or took <= deadline:
+            return [(type_, data, severity)]
+        error = f"missed its deadline: {took:.1f} s for {deadline:.1f} s"
+        task = {k: data[k] for k in ("task", "task_id") if k in data}
+        return [("agent.error", {**task, "message": error}, "error"),
+                ("agent.task_done", {**data, "ok": False, "error": error}, "warning")]
 
     def run(self, stop: threading.Event) -> None:
         """Turn until `stop` is set."""
@@ -279,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     say(f"{agent} ({args.role}) reporting to {url}, pid {os.getpid()}")
-    poster = Poster(url, os.environ.get("AIOS_TOKEN"), args.heartbeat)
+    route = Route(os.environ["AIOS_URL_FILE"]) if os.environ.get("AIOS_URL_FILE") else None
+    poster = Poster(url, os.environ.get("AIOS_TOKEN"), args.heartbeat, route=route)
     Worker(agent, args.role, args.heartbeat, args.pace, args.seed, poster).run(stop)
     say(f"{agent} stopping")
     return 0
