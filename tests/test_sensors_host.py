@@ -1,6 +1,7 @@
 """Sensors on the real machine: real psutil readings of real child processes (kept short)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -100,3 +101,21 @@ def test_memory_and_disk_probes_read_sane_numbers(tmp_path: Path):
     assert event["data"]["path"].endswith("data-not-created-yet") and Path(event["data"]["mount"]).is_mount()
     assert 0 < event["data"]["free_mb"] < event["data"]["total_mb"] and event["data"]["top"] == []
     assert HostDisk(tmp_path).top(5) == [{"path": "events", "size_mb": 0.1}]
+
+
+def test_a_process_with_an_agents_start_marker_is_that_agents_even_outside_its_tree(spawn):
+    """A burner started apart (a daemonized child, or `chaos cpu-spike`) that carries the agent's current
+    marker is named as the agent's, so the shipped playbook restarts the agent and the restart kills it;
+    a stale or made-up marker names nobody."""
+    mark = "agent/coder/0123456789ab"
+    sleeper = "import time; time.sleep(60)"
+    root = spawn(sleeper, env={**os.environ, "AIOS_RUN_MARK": mark})
+    burner = spawn(sleeper, env={**os.environ, "AIOS_RUN_MARK": mark})
+    stale = spawn(sleeper, env={**os.environ, "AIOS_RUN_MARK": "agent/coder/ffffffffffff"})
+    for proc in (root, burner, stale):  # their environments are set once exec is done
+        wait_until = time.monotonic() + 5
+        while psutil.Process(proc.pid).environ().get("AIOS_RUN_MARK") is None and time.monotonic() < wait_until:
+            time.sleep(0.01)
+    assert owner(burner.pid, {"coder": root.pid}) == "coder"
+    assert owner(stale.pid, {"coder": root.pid}) is None
+    assert owner(burner.pid, {"analyst": root.pid}) is None  # the marker names coder, not whoever has the root

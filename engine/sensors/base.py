@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Protocol
 
 import psutil
 
+from engine.osutil import proctree
 from engine.sensors.thresholds import Threshold, ThresholdError  # noqa: F401 - re-exported
 
 Event = dict[str, Any]
@@ -151,15 +152,23 @@ class ThresholdSensor(Sensor):
 
 
 def owner(pid: int, agents: dict[str, int]) -> str | None:
-    """The agent whose process tree holds `pid` (its root pid is `pid` or one of `pid`'s ancestors)."""
+    """The agent whose process tree holds `pid`: its root pid is `pid` or one of `pid`'s ancestors, or `pid`
+    carries the root's start marker (`AIOS_RUN_MARK`: a daemonized child, reparented away from the agent,
+    is still the agent's; a restart kills it with the rest of the tree)."""
     names = {root: name for name, root in agents.items()}
     if pid in names:
         return names[pid]
     try:
-        ancestors = psutil.Process(pid).parents()
+        process = psutil.Process(pid)
+        found = next((names[proc.pid] for proc in process.parents() if proc.pid in names), None)
+        if found is not None:
+            return found
+        mark = process.environ().get(proctree.MARK_ENV, "")
+        name = mark.split("/")[1] if mark.startswith("agent/") and mark.count("/") == 2 else None
+        root = agents.get(name or "")
+        return name if root is not None and psutil.Process(root).environ().get(proctree.MARK_ENV) == mark else None
     except PROC_ERRORS:
         return None
-    return next((names[proc.pid] for proc in ancestors if proc.pid in names), None)
 
 
 @dataclass(frozen=True, slots=True)
