@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import copy
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -154,13 +155,16 @@ def test_hub_frames_carry_only_what_changed_and_no_empty_ones():
     async def scenario():
         clock = Clock()
         doc = {"agents": {"coder": {"state": "idle"}, "monitor": {"state": "idle"}}, "queue": {"depth": 0}}
-        hub = Hub(lambda: doc, clock, "ep")
+        reads = []
+        hub = Hub(lambda: reads.append(clock.now) or doc, clock, "ep")
         conn = hub.attach()
         first = await conn.next()
         assert first["snapshot"] and first["seq"] == 1 and first["state"] == doc and first["events"] == []
         doc["agents"]["coder"]["state"] = "running"
+        clock.now += 0.1  # a flood reads the state once every 0.1 s (state_every_s), not once per event
         for n in range(10):
             hub.publish(event(n))
+        assert len(reads) == 2
         frame = await conn.next()
         assert (frame["seq"], frame["snapshot"]) == (2, False)
         assert frame["state"] == {"agents": {"coder": {"state": "running"}}}
@@ -180,5 +184,75 @@ def test_hub_frames_carry_only_what_changed_and_no_empty_ones():
         hub.flush_due()
         conn.close()
         assert await conn.next() is None  # nothing else was queued
+
+    asyncio.run(scenario())
+
+
+def test_replies_to_a_client_that_never_reads_stop_at_its_buffer():
+    async def scenario():
+        hub = Hub(lambda: {}, Clock(), "ep", client_buffer=4)
+        conn = hub.attach()
+        for _ in range(1000):  # a client sending filters in a loop and reading nothing
+            hub.set_filter(conn, Filter.parse({}))
+        assert hub.counts["dropped_replies"] == 1000 - 3  # the snapshot and three replies fill its buffer
+        frames = []
+        conn.close()
+        while (frame := await conn.next()) is not None:
+            frames.append(frame)
+        assert len(frames) == 4
+
+    asyncio.run(scenario())
+
+
+def test_a_resume_while_the_old_connection_lingers_takes_the_stream_over():
+    async def scenario():
+        clock = Clock()
+        hub = Hub(lambda: {}, clock, "ep", state_every_s=0.0)
+        old = hub.attach()
+        first = await old.next()
+        for n in range(10):
+            hub.publish(event(n))  # seq 2, still in the old connection's buffer: its peer vanished
+        new = hub.attach(f"{first['epoch']}:1")
+        assert old.closed and old.reason == "resumed by another connection"
+        replayed = await new.next()
+        assert (replayed["seq"], [e["data"]["n"] for e in orjson.loads(orjson.dumps(replayed["events"]))]) == \
+            (2, list(range(10)))
+        hub.detach(old)  # the old handler ends later: the new connection stays attached
+        assert hub.stats()["clients"] == 1 and hub.counts["resumed_attached"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_events_lost_before_the_hub_make_every_streams_next_frame_a_snapshot():
+    async def scenario():
+        hub = Hub(lambda: {"queue": {"depth": 1}}, Clock(), "ep", state_every_s=0.0)
+        conn = hub.attach()
+        await conn.next()
+        hub.lost(500)
+        for n in range(10):
+            hub.publish(event(n))
+        frame = await conn.next()
+        assert frame["snapshot"] is True and frame["state"] == {"queue": {"depth": 1}}
+        assert hub.stats()["lost_events"] == 500
+
+    asyncio.run(scenario())
+
+
+def test_error_pointers_escape_keys_as_rfc_6901_says():
+    with pytest.raises(FilterError) as bad:
+        parse_message(b'{"filter": {"a/b~c": 1}}')
+    assert bad.value.frame()["pointer"] == "/filter/a~1b~0c"
+
+
+def test_at_shutdown_the_waiting_batch_goes_before_the_connection_closes():
+    async def scenario():
+        hub = Hub(lambda: {}, Clock(), "ep")
+        conn = hub.attach()
+        await conn.next()
+        hub.publish(event(1))  # a lone event: due in 5 s, but the engine stops now
+        hub.close()
+        last = await conn.next()
+        assert [e["data"]["n"] for e in orjson.loads(orjson.dumps(last["events"]))] == [1]
+        assert await conn.next() is None and conn.reason == "engine stopping"
 
     asyncio.run(scenario())

@@ -3,6 +3,7 @@ batch, and another site's page cannot open it (docs/live.md)."""
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 
 import aiohttp
 import pytest
@@ -55,3 +56,11 @@ def test_another_sites_page_cannot_open_the_socket(engine: EngineProcess):
             return refused.value.status
 
     assert asyncio.run(scenario()) == 403
+
+
+def test_the_pages_refuse_to_be_framed_by_another_site(engine: EngineProcess):
+    for path in ("/", "/office", "/web/dashboard.js"):
+        with urllib.request.urlopen(engine.url + path, timeout=10) as answer:
+            assert answer.headers["X-Frame-Options"] == "DENY"
+            assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+            assert answer.headers["X-Content-Type-Options"] == "nosniff"

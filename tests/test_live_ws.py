@@ -52,7 +52,7 @@ def run(body: Callable[[Live], Awaitable[None]], **hub_options) -> None:
     async def scenario() -> None:
         clock = Clock()
         doc = {"agents": {"coder": {"state": "idle", "score": 0.9}}, "queue": {"depth": 0}}
-        hub = Hub(lambda: doc, clock, "run1", **hub_options)
+        hub = Hub(lambda: doc, clock, "run1", **{"state_every_s": 0.0, **hub_options})  # the state at once
         bus = Bus()
         app = web.Application()
         app[HUB] = hub

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from engine.events import SEVERITIES, type_pattern
+from engine.yaml_loader import pointer_join
 
 Event = dict[str, Any]
 Clock = Callable[[], float]
@@ -77,7 +78,7 @@ class Filter:
         unknown = sorted(value.keys() - {"types", "min_severity", "agents"})
         if unknown:
             raise FilterError(f"unknown filter key {unknown[0]!r} (known: types, min_severity, agents)",
-                              f"{pointer}/{unknown[0]}")
+                              pointer_join(pointer, unknown[0]))
         types = _strings(value.get("types"), f"{pointer}/types", MAX_GLOBS)
         for index, glob in enumerate(types):
             if _GLOB.fullmatch(glob) is None:
@@ -114,7 +115,7 @@ def parse_message(data: str | bytes) -> Filter:
         raise FilterError('a client message is {"filter": {...}}')
     unknown = sorted(message.keys() - {"filter"})
     if unknown:
-        raise FilterError(f"unknown message key {unknown[0]!r}", f"/{unknown[0]}")
+        raise FilterError(f"unknown message key {unknown[0]!r}", pointer_join("", unknown[0]))
     return Filter.parse(message["filter"])
 
 

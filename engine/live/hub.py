@@ -76,7 +76,7 @@ class Stream:
 class Connection:
     """The sending side of an attached stream: a bounded buffer of frames for its writer task."""
 
-    __slots__ = ("stream", "limit", "_frames", "_ready", "closed")
+    __slots__ = ("stream", "limit", "_frames", "_ready", "closed", "reason")
 
     def __init__(self, stream: Stream, limit: int) -> None:
         self.stream = stream
@@ -84,6 +84,7 @@ class Connection:
         self._frames: deque[Frame] = deque()
         self._ready = asyncio.Event()
         self.closed = False
+        self.reason = "engine stopping"
 
     def full(self) -> bool:
         return len(self._frames) >= self.limit
@@ -98,8 +99,9 @@ class Connection:
         self._frames.clear()
         return dropped
 
-    def close(self) -> None:
+    def close(self, reason: str = "engine stopping") -> None:
         self.closed = True
+        self.reason = reason
         self._ready.set()
 
     async def next(self) -> Frame | None:
@@ -118,7 +120,7 @@ class Hub:
     def __init__(self, state: Callable[[], State], clock: Clock, epoch: str, ring_events: int = 1000,
                  ring_seconds: float = 300.0, client_buffer: int = 64, max_clients: int = 500,
                  max_detached: int = 100, ring_cap_events: int = 10_000, max_events: int = 10,
-                 max_wait_s: float = 5.0) -> None:
+                 max_wait_s: float = 5.0, state_every_s: float = 0.1) -> None:
         if client_buffer < 1 or ring_cap_events < ring_events:
             raise ValueError("a hub needs client_buffer >= 1 and ring_cap_events >= ring_events")
         self._state = state
@@ -133,11 +135,14 @@ class Hub:
         self._attached: dict[str, Stream] = {}  # capped by refusal (max_clients)
         self._detached: CappedMap[str, Stream] = CappedMap("live.detached", max_detached)
         self._encoded: CappedMap[str, orjson.Fragment] = CappedMap("live.encoded", 4096)
-        self._doc: State | None = None  # this round's state document
+        self.state_every_s = state_every_s
+        self._doc: State | None = None  # the current state document, taken at `_doc_at`
+        self._doc_at = float("-inf")
         self._good: State = {}  # the last document the provider gave
-        self._patches: dict[int, tuple[State, State | None]] = {}  # this round's patches by old document
+        self._patches: dict[int, tuple[State, State | None]] = {}  # patches to the current document, by old one
         self.counts = {"events": 0, "frames": 0, "overflows": 0, "dropped_frames": 0, "refused": 0, "expired": 0,
-                       "state_errors": 0}
+                       "state_errors": 0, "dropped_replies": 0, "lost_events": 0, "resumed_attached": 0,
+                       "round_errors": 0}
 
     # -- the engine's side ------------------------------------------------------------------------
 
@@ -151,7 +156,7 @@ class Hub:
 
     def flush_due(self) -> None:
         """Send the batches whose wait is over, and forget detached streams past `ring_seconds`."""
-        self._round()
+        self._round(fresh=True)
         now = self._clock()
         for stream in self._streams():
             if stream.batcher.due(now):
@@ -163,8 +168,11 @@ class Hub:
                 self.counts["expired"] += 1
 
     def close(self) -> None:
-        """Engine shutdown: every writer sends what it has and closes."""
+        """Engine shutdown: the batches still waiting go now, then every writer sends what it has and closes."""
+        self._round(fresh=True)
         for stream in list(self._attached.values()):
+            if stream.batcher.due(float("inf")):
+                self._emit(stream)
             if stream.conn is not None:
                 stream.conn.close()
 
@@ -182,8 +190,13 @@ class Hub:
             try:
                 token, seq = _parse_resume(resume)
             except ValueError as exc:
-                error = {"error": str(exc), "pointer": "resume"}
+                error = {"error": str(exc), "pointer": "/resume"}
         stream = self._detached.pop(token) if token else None
+        if stream is None and token in self._attached:  # its old connection is not known to be gone yet
+            stream = self._attached.pop(token)
+            if stream.conn is not None:
+                stream.conn.close("resumed by another connection")
+            self.counts["resumed_attached"] += 1
         replay = stream.after(seq) if stream is not None else None
         if stream is None:
             stream = Stream(f"{self.epoch}.{secrets.token_hex(8)}", seq, Batcher(self._clock, *self._batching))
@@ -203,7 +216,7 @@ class Hub:
         """The client went away: its stream stays resumable for `ring_seconds`."""
         conn.close()
         stream = conn.stream
-        if self._attached.get(stream.token) is stream:
+        if stream.conn is conn and self._attached.get(stream.token) is stream:
             del self._attached[stream.token]
             stream.conn = None
             stream.detached_at = self._clock()
@@ -212,7 +225,22 @@ class Hub:
     def set_filter(self, conn: Connection, new: Filter) -> None:
         """The client's filter, for what is pending and what comes; acknowledged with its normal form."""
         conn.stream.batcher.refilter(new)
-        conn.push({"filter": new.to_json()})
+        self.reply(conn, {"filter": new.to_json()})
+
+    def reply(self, conn: Connection, message: Frame) -> None:
+        """An answer to a client message (no seq). A client that sends and does not read gets none once its
+        buffer is full: its replies must not grow without bound."""
+        if conn.full():
+            self.counts["dropped_replies"] += 1
+            return
+        conn.push(message)
+
+    def lost(self, events: int) -> None:
+        """The engine's side dropped `events` before they were published (a flood outran the feed): every
+        stream's next frame is a snapshot, so no client goes on from a state it can no longer trust."""
+        self.counts["lost_events"] += events
+        for stream in self._streams():
+            stream.last_state = None
 
     def stats(self) -> dict[str, Any]:
         """Counters for health and metrics."""
@@ -225,13 +253,17 @@ class Hub:
         detached = [self._detached.peek(token) for token in self._detached]
         return [*self._attached.values(), *(stream for stream in detached if stream is not None)]
 
-    def _round(self) -> None:
-        self._doc = None
-        self._patches.clear()
+    def _round(self, fresh: bool = False) -> None:
+        """A new state document at most every `state_every_s`: each round of a flood would otherwise build
+        one, and streams out of phase would each need their own patch to it (cost per event ∝ streams)."""
+        if fresh or self._clock() - self._doc_at >= self.state_every_s:
+            self._doc = None
+            self._patches.clear()
 
     def _current(self) -> State:
         """This round's state document, as JSON values (a copy: later changes cannot leak into old frames)."""
         if self._doc is None:
+            self._doc_at = self._clock()
             try:
                 self._doc = self._good = orjson.loads(orjson.dumps(self._state()))
             except Exception:  # a bug in the provider must not stop the fan-out
@@ -241,6 +273,8 @@ class Hub:
         return self._doc
 
     def _patch(self, old: State, new: State) -> State | None:
+        if old is new:
+            return None
         cached = self._patches.get(id(old))
         if cached is None or cached[0] is not old:
             cached = self._patches[id(old)] = (old, diff(old, new))

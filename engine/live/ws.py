@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Callable
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -17,6 +19,7 @@ from engine.live.batcher import FilterError, parse_message
 from engine.live.hub import Connection, Hub, HubFull
 
 HUB = web.AppKey("hub", Hub)
+log = logging.getLogger("aios.live")
 HEARTBEAT_S = 30.0  # a peer that answers no ping within half of this is closed (a tab that froze)
 MAX_MESSAGE = 64 << 10  # client messages are filters: small; aiohttp closes with 1009 past this
 TICK_S = 0.5
@@ -37,10 +40,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     try:
         async for message in ws:
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                try:
-                    hub.set_filter(conn, parse_message(message.data))
+                try:  # globs compile to regexes: up to 50 long ones take tens of ms, off the loop
+                    hub.set_filter(conn, await asyncio.to_thread(parse_message, message.data))
                 except FilterError as exc:
-                    conn.push(exc.frame())
+                    hub.reply(conn, exc.frame())
             elif message.type is WSMsgType.ERROR:
                 break
     finally:
@@ -55,19 +58,34 @@ async def _write(ws: web.WebSocketResponse, conn: Connection) -> None:
     try:
         while (frame := await conn.next()) is not None:
             await ws.send_frame(orjson.dumps(frame), WSMsgType.TEXT)
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"engine stopping")
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=conn.reason.encode())
     except ConnectionError:  # the peer went away mid-frame; the reader sees it too
         pass
 
 
 async def feed(hub: Hub, subscription: Subscription) -> None:
-    """Publish every event of a bus subscription (a `drop_oldest` one: the bus counts what a lag drops)."""
+    """Publish every event of a bus subscription (a `drop_oldest` one: what a lag drops makes the streams
+    start again from a snapshot). One bad event or a bug in a round must not end the live view for good."""
+    seen = subscription.dropped
     async for event in subscription:
-        hub.publish(event)
+        if subscription.dropped != seen:
+            hub.lost(subscription.dropped - seen)
+            seen = subscription.dropped
+        _guarded(hub, hub.publish, event)
 
 
 async def tick(hub: Hub, every_s: float = TICK_S) -> None:
     """Flush the batches whose 5 s are over; `every_s` is how late past 5 s a lone event may be."""
     while True:
         await asyncio.sleep(every_s)
-        hub.flush_due()
+        _guarded(hub, hub.flush_due)
+
+
+def _guarded(hub: Hub, call: Callable[..., None], *args: object) -> None:
+    """Run one round; a failure is counted (`round_errors`) and logged the first time and every 1000th."""
+    try:
+        call(*args)
+    except Exception:
+        hub.counts["round_errors"] += 1
+        if hub.counts["round_errors"] % 1000 == 1:
+            log.exception("a live round failed (%d so far); the live view goes on", hub.counts["round_errors"])

@@ -15,6 +15,12 @@ TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".s
          ".png": "image/png"}
 
 
+# No other site may frame the pages (a framed dashboard could be clicked into a rollback: the POST would carry
+# the engine's own Origin), and assets are read as the type they are served with.
+HEADERS = {"Cache-Control": "no-cache", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+           "X-Content-Type-Options": "nosniff"}
+
+
 def add_pages(app: web.Application) -> None:
     """Routes for the pages and `/web/{name}` (the assets they load)."""
     folder = resource_path("web")
@@ -26,7 +32,7 @@ def add_pages(app: web.Application) -> None:
         found = files.get(name)
         if found is None:
             raise web.HTTPNotFound(reason=f"no page {request.path}")
-        return web.Response(body=found[0], content_type=found[1], headers={"Cache-Control": "no-cache"})
+        return web.Response(body=found[0], content_type=found[1], headers=HEADERS)
 
     for route in PAGES:
         app.router.add_get(route, serve)
