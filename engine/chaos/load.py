@@ -101,6 +101,7 @@ class AckLoad:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._pending: dict[asyncio.Task[None], _Batch] = {}
         self._given_up: list[str] = []
+        self._failure: BaseException | None = None  # a bug in a delivery, raised by stop()
         self._session: aiohttp.ClientSession | None = None
         self._producer: asyncio.Task[None] | None = None
         self._started = self._last_ack = 0.0
@@ -118,7 +119,8 @@ class AckLoad:
 
     async def stop(self, drain_s: float = 30.0) -> LoadStats:
         """Stop making batches, give the pending ones up to `drain_s` to be acknowledged (they keep
-        retrying), abandon the rest (their ids stay in `unacked()`), close the session; the final stats."""
+        retrying), abandon the rest (their ids stay in `unacked()`), close the session; the final stats.
+        A delivery that failed on a bug (not on the engine) is raised here."""
         if self._producer is None:
             raise RuntimeError("the load was not started")
         self._producer.cancel()
@@ -133,6 +135,8 @@ class AckLoad:
         if self._session is not None:
             await self._session.close()
         self.stats.elapsed_s = self._clock() - self._started
+        if self._failure is not None:
+            raise self._failure
         return self.stats
 
     def unacked(self) -> set[str]:
@@ -174,9 +178,11 @@ class AckLoad:
     def _delivered(self, task: asyncio.Task[None]) -> None:
         batch = self._pending.pop(task)
         self._slots.release()
-        if task.cancelled():  # abandoned at stop: maybe stored, never acknowledged
+        if task.cancelled() or task.exception() is not None:  # abandoned at stop (maybe stored), or a bug
             self._given_up.extend(batch.ids)
             self.stats.abandoned += len(batch.ids)
+            if not task.cancelled() and self._failure is None:
+                self._failure = task.exception()
 
     async def _deliver(self, batch: _Batch) -> None:
         stats = self.stats
@@ -204,11 +210,11 @@ class AckLoad:
         except aiohttp.ClientConnectorError:
             refused["connect"] += 1
             return self._backoff(attempt)
+        except TimeoutError:  # before ClientError: aiohttp's timeouts are both
+            refused["timeout"] += 1
+            return self._backoff(attempt)
         except (aiohttp.ClientError, ConnectionError):  # dropped mid-answer (the engine died), reset, torn body
             refused["closed"] += 1
-            return self._backoff(attempt)
-        except TimeoutError:
-            refused["timeout"] += 1
             return self._backoff(attempt)
         if status == 202:
             self._acknowledged(batch, body)
