@@ -4,15 +4,22 @@
 (() => {
   const MAX_EVENTS = 500, MAX_SCORES = 60, SEVERITIES = ["debug", "info", "warning", "error", "critical"];
   const d = window.dashboard = {
-    state: {}, events: [], connected: false, frames: 0, epoch: null, seq: null, paused: false,
-    filter: null, scores: {}, lastError: null, runs: [],
+    state: dict(), events: [], connected: false, frames: 0, epoch: null, seq: null, paused: false,
+    filter: null, scores: dict(), lastError: null, runs: [],
   };
   const $ = (id) => document.getElementById(id);
+
+  /** Maps keyed by names from outside (agents, problems) have no prototype: `__proto__` is a name like any. */
+  function dict() { return Object.create(null); }
+  /** JSON with prototype-free objects, so that a key such as `__proto__` stays a plain key. */
+  function parse(text) {
+    return JSON.parse(text, (k, v) => (v && typeof v === "object" && !Array.isArray(v) ? Object.assign(dict(), v) : v));
+  }
 
   /** RFC 7396: objects merge key by key, null removes, anything else (lists included) replaces. */
   function mergePatch(target, patch) {
     if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
-    const out = (target && typeof target === "object" && !Array.isArray(target)) ? target : {};
+    const out = (target && typeof target === "object" && !Array.isArray(target)) ? target : dict();
     for (const [key, value] of Object.entries(patch)) {
       if (value === null) delete out[key];
       else out[key] = mergePatch(out[key], value);
@@ -26,7 +33,7 @@
       if (k === "onclick") node.addEventListener("click", v);
       else node.setAttribute(k, v);
     }
-    for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
+    for (const child of children) node.append(child instanceof Node ? child : String(show(child)));
     return node;
   }
   const fill = (node, rows) => node.replaceChildren(...rows);
@@ -41,7 +48,7 @@
     setConn("connecting", d.epoch ? "reconnecting…" : "connecting…");
     const ws = d.ws = new WebSocket(`${scheme}//${location.host}/ws${resume}`);
     ws.onopen = () => { retry = 1000; d.connected = true; setConn("open", "live"); };
-    ws.onmessage = (message) => onMessage(JSON.parse(message.data));
+    ws.onmessage = (message) => onMessage(parse(message.data));
     ws.onclose = () => {
       d.connected = false;
       setConn("closed", `disconnected, retrying in ${retry / 1000} s`);
@@ -59,7 +66,7 @@
     const fresh = msg.epoch !== d.epoch;
     d.frames += 1; d.epoch = msg.epoch; d.seq = msg.seq;
     if (fresh && d.filter) send({filter: d.filter});  // a new stream (engine restarted) starts unfiltered
-    d.state = msg.snapshot ? (msg.state || {}) : mergePatch(d.state, msg.state || {});
+    d.state = msg.snapshot ? (msg.state || dict()) : mergePatch(d.state, msg.state || dict());
     for (const event of msg.events || []) d.events.unshift(event);
     if (d.events.length > MAX_EVENTS) d.events.length = MAX_EVENTS;
     recordScores(msg.snapshot ? d.state.agents : (msg.state || {}).agents);
@@ -73,7 +80,7 @@
   function recordScores(changed) {  // the agents whose score this frame carries (all of them in a snapshot)
     for (const [name, agent] of Object.entries(changed || {})) {
       if (!agent || typeof agent.score !== "number") continue;
-      const list = d.scores[name] || (d.scores[name] = []);
+      const list = d.scores[name] || (d.scores[name] = []);  // d.scores has no prototype: any name is safe
       list.push(agent.score);
       if (list.length > MAX_SCORES) list.shift();
     }
@@ -138,7 +145,7 @@
   }
 
   function renderPlaybooks() {
-    const books = Object.entries(d.state.playbooks || {}).sort();
+    const books = Object.entries(d.state.playbooks || {}).sort(([a], [b]) => a.localeCompare(b));
     fill($("playbooks"), books.map(([id, p]) => el("tr", {},
       el("th", {scope: "row"}, id), el("td", {}, p.enabled === false ? "disabled" : "enabled"),
       el("td", {class: p.circuit === "closed" ? "closed" : "open"},
@@ -241,12 +248,14 @@
     if (!d.paused) renderEvents();
   });
 
-  function filterFromAddress() {  // `/?agent=coder&types=agent.*&severity=warning`: the office links here
-    const q = new URLSearchParams(location.search);
-    $("f-agents").value = q.get("agent") || q.get("agents") || "";
-    $("f-types").value = q.get("types") || "";
-    $("f-severity").value = SEVERITIES.includes(q.get("severity")) ? q.get("severity") : "";
-    if ([...q.keys()].length) $("filter-form").requestSubmit();
+  function filterFromAddress() {  // `/?agent=NAME` (one name, commas and all: the office links here), or
+    const q = new URLSearchParams(location.search);  // `agents=a,b&types=agent.*,resource.*&severity=warning`
+    const agents = q.has("agent") ? [q.get("agent")] : list(q.get("agents") || ""), types = list(q.get("types") || "");
+    const severity = SEVERITIES.includes(q.get("severity")) ? q.get("severity") : "";
+    $("f-agents").value = agents.join(", "); $("f-types").value = types.join(", "); $("f-severity").value = severity;
+    const filter = {...(types.length && {types}), ...(agents.length && {agents}),
+                    ...(severity && {min_severity: severity})};
+    d.filter = Object.keys(filter).length ? filter : null;  // sent with the first frame of the stream
   }
 
   d.mergePatch = mergePatch;

@@ -5,12 +5,17 @@
 const QUERY = new URLSearchParams(location.search);
 const ZOOM = Math.max(1, Math.min(6, parseInt(QUERY.get("zoom") || "4", 10) || 4)), HOLD_MS = 2000, STEP_MS = 150;
 const canvas = document.getElementById("office"), ctx = canvas.getContext("2d");
-const office = window.office = {state: {agents: {}, problems: {}, queue: {}, runs: {}}, agents: {}, frozen: false,
-                                clock: 0, plan: null, frames: 0};
+const MAX_SEEN = 200;  // desks for agents seen only in events, until the next snapshot says who is there
+// Maps keyed by names from outside have no prototype: an agent called `__proto__` is a name like any other.
+const dict = () => Object.create(null);
+const parse = text => JSON.parse(text, (k, v) => (v && typeof v === "object" && !Array.isArray(v)
+  ? Object.assign(dict(), v) : v));
+const office = window.office = {state: parse('{"agents": {}, "problems": {}, "queue": {}, "runs": {}}'),
+                                agents: dict(), frozen: false, clock: 0, plan: null, frames: 0};
 
 function merge(target, patch) {  // RFC 7396
   if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
-  const out = (target && typeof target === "object" && !Array.isArray(target)) ? target : {};
+  const out = (target && typeof target === "object" && !Array.isArray(target)) ? target : dict();
   for (const [k, v] of Object.entries(patch)) { if (v === null) delete out[k]; else out[k] = merge(out[k], v); }
   return out;
 }
@@ -33,7 +38,7 @@ function sprite(target, name, px, py) { target.drawImage(paint(name), px * ZOOM,
 function roomOf(a) { return a && a.room !== "overflow" && LAYOUT.rooms[a.room] ? a.room : "overflow"; }
 
 function makePlan(names) {
-  const members = Object.fromEntries(Object.keys(LAYOUT.rooms).map(r => [r, []]));
+  const members = Object.fromEntries(Object.keys(LAYOUT.rooms).map(r => [r, []]));  // the rooms are ours
   names.forEach(n => members[roomOf(office.state.agents[n])].push(n));
   const deskRows = r => Math.max(LAYOUT.minRows, Math.ceil(members[r].length / LAYOUT.perRow));
   const height = r => 2 + deskRows(r) * 3 + (LAYOUT.rooms[r].table ? 3 : 0);
@@ -44,7 +49,7 @@ function makePlan(names) {
     line.forEach((r, i) => { rooms[r] = {...LAYOUT.rooms[r], x: 1 + i * span, y, w: LAYOUT.roomWidth, h}; });
     y += h + LAYOUT.gap;
   }
-  const seats = {};
+  const seats = dict();
   for (const [r, list] of Object.entries(members)) {
     list.forEach((n, i) => {
       seats[n] = {x: rooms[r].x + 2 + (i % LAYOUT.perRow) * 4, y: rooms[r].y + 2 + Math.floor(i / LAYOUT.perRow) * 3};
@@ -104,7 +109,7 @@ function bfs(from, to) {  // shortest path on the tile grid; desks and the table
 
 // --- what each agent is doing --------------------------------------------------------------------------------
 function byAgent(items, nameOf) {
-  const out = {};
+  const out = dict();
   for (const [id, item] of Object.entries(items || {})) {
     const name = item && nameOf(item);
     if (typeof name === "string") (out[name] = out[name] || []).push({id, ...item});
@@ -128,14 +133,14 @@ function bubbleFor(vis, problems, runs) {  // what a person should know
 }
 
 function meetings(names, runsOf) {  // agents on one pipeline (or one run) meet at the meeting-room table
-  const groups = {};
+  const groups = dict();
   for (const n of names) {
     const a = office.state.agents[n];
     if (visualState(a, [], []) === "down") continue;
     const keys = [...(a.pipeline ? [`pipeline ${a.pipeline}`] : []), ...(runsOf[n] || []).map(r => `run ${r.id}`)];
     for (const k of keys) (groups[k] = groups[k] || []).push(n);
   }
-  const where = {};
+  const where = dict();
   Object.keys(groups).sort().forEach(k => {
     if (groups[k].length > 1) groups[k].forEach(n => { if (!(n in where)) where[n] = k; });
   });
@@ -239,7 +244,7 @@ function frame(now) {
   last = now; draw(); office.frames += 1; requestAnimationFrame(frame);
 }
 
-function step() {  // one tile along each walker's path, four tiles a second
+function step() {  // one tile along each walker's path, every STEP_MS
   for (const s of Object.values(office.agents)) {
     wander(s);
     if (s.path.length) Object.assign(s, s.path.shift());
@@ -323,13 +328,16 @@ function connect() {
   const ws = office.ws = new WebSocket(`${scheme}://${location.host}/ws${resume}`);
   ws.onopen = () => { document.getElementById("conn").textContent = "live"; };
   ws.onmessage = msg => {
-    const f = JSON.parse(msg.data);
+    const f = parse(msg.data);
     if (f.seq === undefined) return;
     resume = `?resume=${encodeURIComponent(f.epoch)}:${f.seq}`;
     office.epoch = f.epoch; office.seq = f.seq;
     office.state = f.snapshot ? f.state : merge(office.state, f.state);
-    for (const e of f.events || []) {  // seen only in events: a desk in the open space too
-      if (e.agent && !office.state.agents[e.agent]) office.state.agents[e.agent] = {name: e.agent, declared: false};
+    let room = MAX_SEEN - Object.keys(office.state.agents).length;
+    for (const e of f.events || []) {  // seen only in events: a desk in the open space too (a bounded number)
+      if (typeof e.agent !== "string" || office.state.agents[e.agent] || room <= 0) continue;
+      office.state.agents[e.agent] = Object.assign(dict(), {name: e.agent, declared: false});
+      room -= 1;
     }
     sync(); draw();
   };
