@@ -7,6 +7,8 @@ clients read every frame (docs/live.md: a frame per 10 events or 5 s). Measured 
 - event-to-client latency p50/p99: from the event's stored `ts` to the moment the client has the frame, timed
   by 10 of the clients (all clients read and decode every frame);
 - the engine's RSS with the clients connected.
+Half the clients attach before the load and half during its first second, so their batches are out of phase
+(each stream's frames fall due at different events, as with real dashboards that open at different times).
 Baseline in the same run: the seed's way, one frame per event carrying the whole state, from a minimal
 aiohttp server fed the same events, to 10 clients (its CPU per delivered event, its latency).
 """
@@ -113,13 +115,19 @@ async def measure(ws_url: str, post_url: str, pid: int, clients: int, rate: int,
     stop = asyncio.Event()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         readies = [asyncio.Event() for _ in readers]
-        tasks = [asyncio.create_task(r.read(http, ws_url, ready, stop)) for r, ready in zip(readers, readies)]
-        await asyncio.gather(*(ready.wait() for ready in readies))
+        early = len(readers) // 2  # half attach before the load, half during its first second: out of phase
+        tasks = [asyncio.create_task(r.read(http, ws_url, ready, stop))
+                 for r, ready in zip(readers[:early], readies[:early])]
+        await asyncio.gather(*(ready.wait() for ready in readies[:early]))
         await asyncio.sleep(1.0)  # snapshots out of the way
         proc = psutil.Process(pid)
         cpu = proc.cpu_times()
         with multiprocessing.get_context("spawn").Pool(1) as pool:  # its own process: the clients take this one
-            sent = await asyncio.to_thread(pool.apply, _load, (post_url, rate, seconds))
+            loading = asyncio.ensure_future(asyncio.to_thread(pool.apply, _load, (post_url, rate, seconds)))
+            for reader, ready in zip(readers[early:], readies[early:]):
+                tasks.append(asyncio.create_task(reader.read(http, ws_url, ready, stop)))
+                await asyncio.sleep(1.0 / max(1, len(readers) - early))
+            sent = await loading
         await asyncio.sleep(6.0)  # the last batch's 5 s
         after = proc.cpu_times()
         rss = proc.memory_info().rss / 2**20
