@@ -40,6 +40,13 @@ Emit = Callable[[str, dict[str, Any], dict[str, Any], str], Awaitable[dict[str, 
 WaitFor = Callable[[str, dict[str, Any], float, float], Awaitable[dict[str, Any] | None]]
 
 
+def untouched(roots: list[str], restored: list[str]) -> list[str]:
+    """The captured roots a restore left alone: neither they nor anything below them changed."""
+    changed = set(restored)
+    return [root for root in roots
+            if root not in changed and not any(path.startswith(root.rstrip("/") + "/") for path in changed)]
+
+
 def backoff_delay(retry: Retry, attempt: int, rng: random.Random) -> float:
     """Wait before retry number `attempt` (1-based): backoff·factor^(attempt-1), capped, plus ≤10% jitter."""
     base = min(retry.backoff_s * retry.factor ** (attempt - 1), retry.max_delay_s)
@@ -227,16 +234,21 @@ class _Run:
         return await run_dag({s.id: s.needs for s in self.pb.steps}, run, done, skip)
 
     async def roll_back(self, why: str) -> None:
-        """Restore files, then the rollback steps in reverse order (failures there are recorded, not fatal)."""
+        """Restore files, then the rollback steps in reverse order (failures there are recorded, not fatal).
+
+        A run counts as rolled back when something was restored or rollback steps ran, and after a crash
+        whenever it has a snapshot: the engine could not know how far the interrupted step got, so the
+        restore is what checked the files, even when none needed putting back (`untouched`)."""
         restored = await asyncio.to_thread(self.snapshot.restore) if self.snapshot is not None else []
         if restored:
             self.record.rollbacks.append(RollbackEntry(format_ts(self.deps.clock()), "reactor", False, restored))
         for step in reversed(self.pb.rollback):
             await self.step(step, rollback=True)
-        if restored or self.pb.rollback:
+        if restored or self.pb.rollback or (why == "crash_recovery" and self.snapshot is not None):
             self.record.status = "rolled_back"
+            roots = self.snapshot.roots if self.snapshot is not None else []
             await self.emit("reactor.rolled_back", {
-                "why": why, "restored": restored,
+                "why": why, "restored": restored, "untouched": untouched(roots, restored),
                 "rollback_steps": {s.id: s.status for s in self.record.rollback_steps}}, "warning")
 
 
@@ -352,6 +364,7 @@ class Reactor:
     async def _end(self, run: _Run, status: str, counted: bool = True) -> str:
         if run.snapshot is not None:  # the files as the run left them (restored, if it failed)
             await asyncio.to_thread(run.snapshot.seal)
+            run.record.snapshot = run.snapshot.info()  # now with `sealed`
         run.record.status = status
         run.record.finished = format_ts(self.deps.clock())
         await run.save()
@@ -463,6 +476,8 @@ class _Resume:
             snapshot: Snapshot | None = Snapshot.load(data_dir, state.run_id)
         except SnapshotMissing:
             snapshot = None  # the run had nothing to capture
+        if snapshot is not None:  # the record may predate the capture (it is saved before anything runs)
+            record.snapshot = snapshot.info()
         results = {step_id: StepResult(ok=entry["ok"], exit_code=entry.get("exit_code"),
                                        stdout=entry.get("stdout") or "", error=entry.get("error"))
                    for step_id, entry in state.results.items()}
