@@ -26,6 +26,7 @@ COMMANDS = {
     "feedback": "feedback",
     "tune": "tune",
     "config": "config_check",
+    "chaos": "chaos",
 }
 
 

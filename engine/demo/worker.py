@@ -6,8 +6,10 @@ and then an `agent.error` and a failed task, a slowdown (a task taking several t
 `agent.learning` spells (`active: true`, then `false`). `--seed` makes the behaviour repeatable; `--pace`
 scales every wait but the heartbeat (tests and quick demos run at `--pace 0.05`).
 
-A task reports the wall time it really took (`duration_ms`), so an agent slowed from outside (stopped and
-continued, starved of CPU: `aios-engine chaos latency`) reports slow tasks; a task past its deadline
+Work progresses only while the worker runs: it turns every `WORK_TICK_S`, and a longer gap between two turns
+(the process was stopped or starved of CPU: `aios-engine chaos latency`) pushes the rest of its day back by
+the time lost, as it would for a real agent's computation. A task reports the wall time it really took
+(`duration_ms`), so a slowed agent reports slow tasks; a task past its deadline
 (`DEADLINE_FACTOR` times its usual duration) fails with "missed its deadline", as a real agent's would.
 When `AIOS_URL_FILE` names a file, the engine URL is read from it again whenever it changes (the engine
 writes it; a chaos scenario may route the agent through a delaying proxy for a while).
@@ -40,6 +42,7 @@ from typing import Any
 from engine.durations import parse_duration
 
 QUEUE_MAX = 1000  # events kept while the engine is unreachable; the oldest go first
+WORK_TICK_S = 0.1  # the worker turns at least this often; a longer gap means it was not running (stopped, starved)
 DEADLINE_FACTOR = 8.0  # a task this many times its usual duration (slow ones are 3-6x) has missed its deadline
 BATCH_MAX = 100  # events per post
 POST_TIMEOUT_S = 3.0
@@ -256,6 +259,7 @@ class Worker:
         self._next_step = 0.0
         self._step: Step = (0.0, None, {}, "info")  # the day's next step, due at `_next_step`
         self._task: tuple[float, float | None] | None = None  # the current task: monotonic start, deadline_s
+        self._last_turn: float | None = None
 
     def event(self, type_: str, data: dict[str, Any], severity: str = "info") -> None:
         self._count += 1
@@ -276,6 +280,9 @@ class Worker:
             self._step = next(self._day)
             self._born = self._next_beat = now
             self._next_step = now + self._step[0] * self.pace
+        elif self._last_turn is not None and now - self._last_turn > 2 * WORK_TICK_S:
+            self._next_step += now - self._last_turn - WORK_TICK_S  # not running meanwhile: no work was done
+        self._last_turn = now
         if now >= self._next_beat:
             self.event("agent.heartbeat", {"pid": os.getpid(), "role": self.role, "status": self._status,
                                            "uptime_s": round(now - self._born, 1)})
@@ -312,7 +319,7 @@ class Worker:
         """Turn until `stop` is set."""
         while not stop.is_set():
             wake = self.tick(time.monotonic())
-            stop.wait(max(0.0, wake - time.monotonic()))
+            stop.wait(min(WORK_TICK_S, max(0.0, wake - time.monotonic())))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
