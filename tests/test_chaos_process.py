@@ -38,6 +38,8 @@ agents:
 
 def start(tmp_path: Path, data: Path) -> EngineProcess:
     shutil.copytree(ROOT / "rules", tmp_path / "rules", dirs_exist_ok=True)
+    down = tmp_path / "rules" / "agent_down.yaml"  # one restart per 2 minutes, scaled down like the windows
+    down.write_text(down.read_text().replace("throttle: {within: 2m", "throttle: {within: 5s"))
     (tmp_path / "aios.yaml").write_text(CONFIG)
     engine = EngineProcess("--config", str(tmp_path / "aios.yaml"), "--data", str(data), cwd=tmp_path)
     engine.wait_for(lambda: engine.agent_pids().get("coder"), 30, "coder running")
@@ -104,6 +106,29 @@ def test_cpu_spike_burners_under_the_agent_are_stopped_by_its_restart(engine: En
                                                        psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
                                                        for pid in burners)
     assert report["problem"]["kind"] == "cpu-spike"
+
+
+def test_a_bad_target_is_refused_before_anything_is_done(engine: EngineProcess):
+    before = engine.agent_pids()["coder"]
+    for args, says in ((["kill", "--target", "ghost"], "no agent 'ghost'"),
+                       (["disk-full"], "disk-full needs --data DIR")):
+        done = subprocess.run([sys.executable, str(ROOT / "bin" / "aios-engine"), "chaos", *args, "--url", engine.url],
+                              capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        report = json.loads(done.stdout)
+        assert done.returncode == 1 and not report["ok"] and says in report["reason"] and report["fault"] == {}
+        assert "Traceback" not in done.stderr and done.stderr.strip().endswith(report["reason"])
+    assert engine.agent_pids()["coder"] == before  # nothing was killed
+
+
+def test_random_runs_a_seeded_mix_and_ends_with_a_table(engine: EngineProcess):
+    command = [sys.executable, str(ROOT / "bin" / "aios-engine"), "chaos", "random", "--url", engine.url,
+               "--seed", "11", "--duration", "1s", "--scenarios", "kill", "--deadline", "60s"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    report = json.loads(done.stdout)
+    assert done.returncode == 0 and report["ok"] and report["seed"] == 11
+    assert [run["scenario"] for run in report["runs"]] == ["kill"] and report["runs"][0]["ok"]
+    assert "| kill | 1 | 1 |" in done.stderr
 
 
 def test_disk_full_refuses_intake_then_frees_space_and_loses_nothing(tmp_path: Path):
