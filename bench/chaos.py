@@ -50,12 +50,19 @@ SCALED = {"agent_down.yaml": ("throttle: {within: 2m", "throttle: {within: 5s"),
           "disk_full.yaml": ("throttle: {within: 30m", "throttle: {within: 20s")}
 
 
-def engine(tmp: Path, data: Path, port: int) -> subprocess.Popen[bytes]:
+def scaled(tmp: Path) -> Path:
+    """The shipped rules with their throttles scaled down, and the config above, in `tmp`; the config's path.
+    tests/test_chaos_process.py runs its engine from the same."""
     shutil.copytree(ROOT / "rules", tmp / "rules", dirs_exist_ok=True)
     for name, (old, new) in SCALED.items():
         path = tmp / "rules" / name
         path.write_text(path.read_text().replace(old, new))
     (tmp / "aios.yaml").write_text(CONFIG)
+    return tmp / "aios.yaml"
+
+
+def engine(tmp: Path, data: Path, port: int) -> subprocess.Popen[bytes]:
+    scaled(tmp)
     proc = subprocess.Popen([sys.executable, str(ROOT / "bin" / "aios-engine"), "run", "--port", str(port),
                              "--config", str(tmp / "aios.yaml"), "--data", str(data)], cwd=tmp,
                             stderr=subprocess.DEVNULL, env={**os.environ, "AIOS_LOG_LEVEL": "WARNING"})

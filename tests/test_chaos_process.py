@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,31 +16,12 @@ from process_harness import ROOT, EngineProcess, demo_workers
 from test_service_api import small_filesystem
 
 ARTIFACTS = ROOT / "test-artifacts"
-CONFIG = """data_dir: data
-rules_dir: rules
-sensors:
-  interval: 1s
-  cpu: {high: 80, clear: 60, for_scans: 2, repeat: 2s}
-  memory: {enabled: false}
-  disk: {high: 90, clear: 85, for_scans: 1, repeat: 5s}
-# Minute-long windows scaled down. A slowed agent whose own resource use is fine keeps that component's 0.2:
-# "degraded" is set at 0.45 here (0.3 by default), so that a run of a minute or two shows it.
-score: {half_life: 20s, update_every: 1s, degraded_below: 0.45, recovered_above: 0.55,
-        agents: {coder: {latency_target_ms: 4000}}}  # its tasks take 0.4-2.4 s
-store: {reserve_mb: 1}
-agents:
-  coder:
-    command: [python, -m, engine.demo.worker, --role, coder, --heartbeat, 1s, --pace, "0.02", --seed, "3"]
-    heartbeat: {interval: 1s, misses: 3}
-"""
+sys.path.append(str(ROOT / "bench"))
+from chaos import scaled  # noqa: E402  the bench's config and scaled-down rules: one source for both
 
 
 def start(tmp_path: Path, data: Path) -> EngineProcess:
-    shutil.copytree(ROOT / "rules", tmp_path / "rules", dirs_exist_ok=True)
-    down = tmp_path / "rules" / "agent_down.yaml"  # one restart per 2 minutes, scaled down like the windows
-    down.write_text(down.read_text().replace("throttle: {within: 2m", "throttle: {within: 5s"))
-    (tmp_path / "aios.yaml").write_text(CONFIG)
-    engine = EngineProcess("--config", str(tmp_path / "aios.yaml"), "--data", str(data), cwd=tmp_path)
+    engine = EngineProcess("--config", str(scaled(tmp_path)), "--data", str(data), cwd=tmp_path)
     engine.wait_for(lambda: engine.agent_pids().get("coder"), 30, "coder running")
     engine.wait_for(lambda: any(a["name"] == "coder" and a.get("last_heartbeat") for a in engine.get("/api/agents")
                                 ["agents"]), 30, "coder's first heartbeat")
