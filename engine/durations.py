@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 PATTERN = r"^[0-9]+(ms|s|m|h|d)$"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _RE = re.compile(PATTERN)
+MAX_S = timedelta.max.total_seconds()  # the longest span datetime arithmetic holds (~2.7 million years)
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in `text`; ValueError with the accepted forms when it is not a duration."""
+    """Seconds in `text` (at most MAX_S); ValueError with the accepted forms when it is not a duration."""
     match = _RE.match(text) if isinstance(text, str) else None
     if not match:
         raise ValueError(f"invalid duration {text!r}: use a whole number with ms, s, m, h or d (e.g. 30s)")
-    return int(text[: -len(match.group(1))]) * _UNITS[match.group(1)]
+    # float() takes digits of any length (int() refuses over 4300, and int * float overflows): a duration longer
+    # than datetime arithmetic holds counts as that long, which is forever for every use of it.
+    return min(float(text[: -len(match.group(1))]) * _UNITS[match.group(1)], MAX_S)

@@ -20,6 +20,8 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     now = now or datetime.now(timezone.utc)
     try:
         return now - timedelta(seconds=parse_duration(text))
+    except OverflowError:
+        raise ValueError(f"invalid time {text[:40]!r}: that long ago is before the year 1") from None
     except ValueError:
         pass
     try:
