@@ -132,10 +132,16 @@ def parse_ts(text: str) -> datetime:
         raise ValueError("leap seconds (:60) are not accepted")
     offset = timedelta(hours=int(off_h or 0), minutes=int(off_m or 0)) * (-1 if sign == "-" else 1)
     try:
-        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
-                        int((fraction or "").ljust(6, "0")[:6]), tzinfo=timezone(offset))
+        value = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                         int((fraction or "").ljust(6, "0")[:6]), tzinfo=timezone(offset))
     except ValueError as exc:  # 2026-02-30, 25:00…
         raise ValueError(f"no such time: {exc}") from None
+    if offset and year in ("0001", "9999"):  # in UTC it may be year 0 or 10000, which sort wrong as text
+        try:
+            value.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError(f"{text} is before the year 1 or after 9999 in UTC") from None
+    return value
 
 
 def event_time(event: dict[str, Any], default: float) -> float:

@@ -2,11 +2,14 @@
 or gave a wrong answer."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from service_harness import run_engine
 
 from engine.durations import MAX_S, parse_duration
+from engine.events import parse_ts
 from engine.playbooks.lint import lint_file
 from engine.problems.kinds import load_kinds_file
 from engine.timespec import parse_when
@@ -35,5 +38,23 @@ def test_lint_takes_playbooks_and_problem_kinds_with_such_durations(tmp_path: Pa
 def test_a_time_that_long_ago_is_refused_as_a_value_error(text: str):
     with pytest.raises(ValueError, match="before the year 1"):
         parse_when(text)
+
+
+# -- RFC 3339 times outside years 1-9999 once in UTC --------------------------------------------------
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+00:01"])
+def test_a_time_that_leaves_years_1_to_9999_in_utc_is_refused(text: str):
+    with pytest.raises(ValueError, match="in UTC"):
+        parse_ts(text)
+    assert parse_ts("9999-12-31T23:59:59+01:00") == datetime(9999, 12, 31, 22, 59, 59, tzinfo=timezone.utc)
+
+
+def test_get_events_refuses_such_times_with_400(tmp_path: Path):
+    async def body(engine, http):
+        for since in ("99999999999d", "9999-12-31T23:59:59-01:00"):
+            response = await http.get("/api/events", params={"since": since})
+            assert response.status == 400, since
+            assert "invalid time" in (await response.json())["error"]
+
+    run_engine(tmp_path, body)
 
 
