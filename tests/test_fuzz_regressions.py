@@ -2,6 +2,8 @@
 or gave a wrong answer."""
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,6 +17,23 @@ from engine.problems.kinds import load_kinds_file
 from engine.timespec import parse_when
 
 HUGE = "9" * 400  # int * float overflows past ~309 digits; int() refuses past 4300
+TOKEN = "regression-token-0123456789"
+
+
+async def raw(port: int, head: bytes) -> tuple[int, dict]:
+    """Send `head` (a whole request without body, `Connection: close`) as bytes; the status and JSON body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def get(target: bytes, *headers: bytes) -> bytes:
+    return b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n" % (
+        target, b"".join(h + b"\r\n" for h in headers))
 
 
 # -- durations longer than datetime holds -------------------------------------------------------------
@@ -58,3 +77,13 @@ def test_get_events_refuses_such_times_with_400(tmp_path: Path):
     run_engine(tmp_path, body)
 
 
+# -- header bytes that are no UTF-8 -------------------------------------------------------------------
+def test_a_token_that_is_no_utf8_is_refused_401_not_a_500(tmp_path: Path):
+    async def body(engine, http):
+        for header in (b"Authorization: Bearer \xff\xfe", b"Cookie: aios_token=\xff"):
+            status, answer = await raw(engine.port, get(b"/api/health", header))
+            assert status == 401 and "token" in answer["error"]
+        status, answer = await raw(engine.port, get(b"/login?token=%ED%A0%80"))  # a lone surrogate, percent-encoded
+        assert (status, answer) == (401, {"error": "wrong token"})
+
+    run_engine(tmp_path, body, extra=f"server: {{token: {TOKEN}}}\n")

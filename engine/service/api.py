@@ -65,6 +65,12 @@ def unavailable(message: str, retry_after_s: int) -> web.Response:
     return json_response({"error": message}, 503, {"Retry-After": str(retry_after_s)})
 
 
+def same_token(offered: str, token: str) -> bool:
+    """In constant time. Header bytes that are no UTF-8 arrive as lone surrogates (so may a query's `%ED%A0%80`):
+    they are compared, never a reason to fail."""
+    return hmac.compare_digest(offered.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass"))
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Host (DNS rebinding), token, same-origin writes, and JSON bodies for every error (never an HTML
@@ -77,7 +83,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if token and request.path != "/login":
         offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() \
             or request.cookies.get("aios_token", "")
-        if not hmac.compare_digest(offered.encode(), token.encode()):
+        if not same_token(offered, token):
             return error(401, "missing or wrong token: send 'Authorization: Bearer <token>' or log in at /login")
     origin = request.headers.get("Origin")
     if origin is not None and (request.method in WRITE_METHODS or request.path == "/ws"):
@@ -306,7 +312,7 @@ async def get_login(request: web.Request) -> web.Response:
     offered = request.query.get("token", "")
     if not engine.token:
         return json_response({"login": "not needed: no token is configured"})
-    if not hmac.compare_digest(offered.encode(), engine.token.encode()):
+    if not same_token(offered, engine.token):
         return error(401, "wrong token")
     response = web.HTTPFound("/")
     response.set_cookie("aios_token", offered, httponly=True, samesite="Strict")
