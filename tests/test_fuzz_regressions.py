@@ -87,3 +87,10 @@ def test_a_token_that_is_no_utf8_is_refused_401_not_a_500(tmp_path: Path):
         assert (status, answer) == (401, {"error": "wrong token"})
 
     run_engine(tmp_path, body, extra=f"server: {{token: {TOKEN}}}\n")
+
+
+def test_an_expect_header_that_is_no_utf8_is_refused_417_not_a_500(tmp_path: Path):
+    async def body(engine, http):
+        assert await raw(engine.port, get(b"/api/health", b"Expect: \xecp")) == (417, {"error": "Expectation Failed"})
+
+    run_engine(tmp_path, body)

@@ -18,9 +18,10 @@ is no request to answer yet); an idle keep-alive connection is closed after the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.http_exceptions import (
     BadHttpMethod,
     ContentEncodingError,
@@ -101,5 +102,18 @@ class EdgeRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # runs the app's startup, freezes it, gathers the kwargs
-        return EdgeServer(plain.request_handler, request_factory=plain.request_factory,
+        return EdgeServer(_refusing_unknown_expect(plain.request_handler), request_factory=plain.request_factory,
                           handler_cancellation=plain.handler_cancellation, loop=plain._loop, **plain._kwargs)
+
+
+def _refusing_unknown_expect(handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+                             ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """417 for an `Expect:` other than `100-continue`, as aiohttp's default expect handler answers, but before
+    it: that one writes the value into its text, and fails (500) on header bytes that are no UTF-8."""
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        expect = request.headers.get(hdrs.EXPECT)
+        if expect and request.version == HttpVersion11 and expect.lower() != "100-continue":
+            raise web.HTTPExpectationFailed()
+        return await handler(request)
+
+    return handle
