@@ -94,3 +94,26 @@ def test_an_expect_header_that_is_no_utf8_is_refused_417_not_a_500(tmp_path: Pat
         assert await raw(engine.port, get(b"/api/health", b"Expect: \xecp")) == (417, {"error": "Expectation Failed"})
 
     run_engine(tmp_path, body)
+
+
+# -- the command line ---------------------------------------------------------------------------------
+def cli(*argv: str) -> tuple[int, str]:
+    """`aios-engine ARGV` in this process: the exit code and stderr."""
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
+
+    from engine.cli import main
+
+    err = StringIO()
+    with redirect_stdout(StringIO()), redirect_stderr(err):
+        code = main(list(argv))
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize("command", ["score", "runs", "problems", "events", "tune", "compact"])
+def test_a_data_dir_that_is_a_file_is_one_line_not_an_internal_error(tmp_path: Path, command: str,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)  # no ./aios.yaml: the embedded config
+    (tmp_path / "file").write_text("")
+    code, err = cli(command, "--data", str(tmp_path / "file"))
+    assert (code, err) == (1, f"aios-engine {command}: the data directory {tmp_path / 'file'} is not a directory\n")

@@ -31,7 +31,11 @@ def config_from(args: argparse.Namespace) -> Config:
 
 
 def data_dir_from(args: argparse.Namespace, config: Config) -> Path:
-    return Path(args.data) if args.data else config.data_dir
+    """`--data`, else the config's; a file there is refused here rather than met deep inside a command."""
+    path = Path(args.data) if args.data else config.data_dir
+    if path.exists() and not path.is_dir():
+        raise UserError(f"the data directory {path} is not a directory")
+    return path
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
