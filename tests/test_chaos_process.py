@@ -107,8 +107,9 @@ def test_random_runs_a_seeded_mix_and_ends_with_a_table(engine: EngineProcess):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     report = json.loads(done.stdout)
     assert done.returncode == 0 and report["ok"] and report["seed"] == 11
-    assert [run["scenario"] for run in report["runs"]] == ["kill"] and report["runs"][0]["ok"]
-    assert "| kill | 1 | 1 |" in done.stderr
+    runs = len(report["runs"])  # at least one, however short the duration
+    assert runs >= 1 and all(run["scenario"] == "kill" and run["ok"] for run in report["runs"])
+    assert f"| kill | {runs} | {runs} |" in done.stderr
 
 
 def test_disk_full_refuses_intake_then_frees_space_and_loses_nothing(tmp_path: Path):

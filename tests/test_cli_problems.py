@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 from conftest import run_cli
 from test_http_edge import fake_engine, serving
 
@@ -17,6 +18,13 @@ from engine.events import format_ts
 from engine.problems.book import Problem
 
 NOW = time.time()
+
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Ages are printed against the clock when the command runs: the problems are made just before."""
+    global NOW
+    NOW = time.time()
 
 
 def healed_coder() -> Problem:

@@ -48,7 +48,8 @@ def test_coder_sprite_goes_idle_degraded_down_and_back(page):
     assert degraded.get("f", 0) > 0 and degraded.get("s", 0) > 0, degraded  # smoke over a person
     screenshot(page, "office-degraded")
 
-    os.kill(engine.agent_pids()["coder"], signal.SIGKILL)
+    pid = engine.wait_for(lambda: engine.agent_pids().get("coder"), 30, "coder running")  # its P0 restart may be
+    os.kill(pid, signal.SIGKILL)                                                            # under way
     down = wait_state(page, "down")
     assert down.get("s", 0) == 0 and down.get("f", 0) == 0 and down.get("d", 0) > 0, down  # an empty desk
     screenshot(page, "office-down")
