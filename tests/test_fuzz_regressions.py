@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import datetime, timezone
+from io import StringIO
 from pathlib import Path
 
 import pytest
 from service_harness import run_engine
 
+from engine.cli import main
 from engine.durations import MAX_S, parse_duration
 from engine.events import parse_ts
 from engine.playbooks.lint import lint_file
@@ -99,11 +102,6 @@ def test_an_expect_header_that_is_no_utf8_is_refused_417_not_a_500(tmp_path: Pat
 # -- the command line ---------------------------------------------------------------------------------
 def cli(*argv: str) -> tuple[int, str]:
     """`aios-engine ARGV` in this process: the exit code and stderr."""
-    from contextlib import redirect_stderr, redirect_stdout
-    from io import StringIO
-
-    from engine.cli import main
-
     err = StringIO()
     with redirect_stdout(StringIO()), redirect_stderr(err):
         code = main(list(argv))
@@ -117,3 +115,12 @@ def test_a_data_dir_that_is_a_file_is_one_line_not_an_internal_error(tmp_path: P
     (tmp_path / "file").write_text("")
     code, err = cli(command, "--data", str(tmp_path / "file"))
     assert (code, err) == (1, f"aios-engine {command}: the data directory {tmp_path / 'file'} is not a directory\n")
+
+
+def test_a_run_id_with_spaces_or_slashes_reaches_the_engine_as_one_id(tmp_path: Path):
+    async def body(engine, http):
+        for argv in (["runs", "a b/c"], ["rollback", "a b/c"]):
+            code, err = await asyncio.to_thread(cli, *argv, "--url", engine.url)
+            assert (code, err) == (1, f"aios-engine {argv[0]}: refused (404): no run a b/c\n")
+
+    run_engine(tmp_path, body)

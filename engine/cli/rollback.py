@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import urllib.parse
 
 from engine.cli import UserError
 from engine.cli.client import Client
@@ -33,7 +34,7 @@ def who() -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.url:
-        _, answer = Client(args.url).post(f"/api/runs/{args.run_id}/rollback",
+        _, answer = Client(args.url).post(f"/api/runs/{urllib.parse.quote(args.run_id, safe='')}/rollback",
                                           params=[("force", "1")] if args.force else None)
         report(args, answer["restored"])
         return 0

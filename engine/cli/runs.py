@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import urllib.parse
 from typing import Any
 
 import orjson
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 def _remote(args: argparse.Namespace) -> int:
     client = Client(args.url)
     if args.run_id:
-        record = RunRecord.from_dict(client.get(f"/api/runs/{args.run_id}"))
+        record = RunRecord.from_dict(client.get(f"/api/runs/{urllib.parse.quote(args.run_id, safe='')}"))
         print(_json(record.to_dict()) if args.format == "json" else "\n".join(detail_lines(record)))
         return 0
     params = [("limit", str(args.limit))] + [(k, v) for k, v in (("playbook", args.playbook),
