@@ -124,3 +124,11 @@ def test_a_run_id_with_spaces_or_slashes_reaches_the_engine_as_one_id(tmp_path: 
             assert (code, err) == (1, f"aios-engine {argv[0]}: refused (404): no run a b/c\n")
 
     run_engine(tmp_path, body)
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "http://127.0.0.1:abc", "http:///x",
+                                 "http://a b:1", "http://127.0.0.1:1/a b", "http://127.0.0.1:1/\x7f",
+                                 "http://127.0.0.1:1/é"])
+def test_a_url_that_cannot_be_sent_is_one_line_not_an_internal_error(url: str):
+    assert cli("score", "--url", url) == (1, f"aios-engine score: --url must look like http://127.0.0.1:8765, "
+                                             f"not {url!r}\n")

@@ -26,8 +26,13 @@ class Unreachable(UserError):
 
 class Client:
     def __init__(self, url: str) -> None:
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        try:
+            parsed = urllib.parse.urlsplit(url)
+            parsed.port  # noqa: B018 - read for its ValueError: a port that is no number or out of range
+        except ValueError:  # http://[::1
+            parsed = None
+        sendable = url.isascii() and url.isprintable() and " " not in url  # what http.client can send
+        if parsed is None or not sendable or parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise UserError(f"--url must look like http://127.0.0.1:8765, not {url!r}")
         self.base = url.rstrip("/")
         self.token = os.environ.get("AIOS_TOKEN")
