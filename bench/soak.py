@@ -22,7 +22,8 @@ tenths, the last tenth settles). The question is drift over time, and on a noisy
 fault-free run would compare two different moments of the machine; ratios are end / start and max / start,
 start and end being the medians of the first and last tenth. PASS needs: 0 events lost, 0 stored twice, none
 stored that was never posted, open fds at the end <= start + 16 (the load's pool may hold 8 more keep-alive
-connections), RSS growth under RSS_BOUND (below), the engine's exit 0 on SIGTERM. Exit 0 on PASS, else 1.
+connections), RSS growth under RSS_BOUND_MB_PER_H (below), the engine's exit 0 on SIGTERM, and the steady load
+acknowledged at >= 90 % of `--rate` over the whole run. Exit 0 on PASS, else 1.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.chaos.audit import StoreAudit, audit_store  # noqa: E402
-from engine.chaos.engine_api import EngineApi  # noqa: E402
+from engine.chaos.engine_api import ChaosError, EngineApi  # noqa: E402
 from engine.chaos.load import AckLoad  # noqa: E402
 from engine.durations import parse_duration  # noqa: E402
 from engine.yaml_loader import load_file  # noqa: E402
@@ -72,6 +73,7 @@ FD_SLACK = 2 * MAX_IN_FLIGHT
 # cannot tell a slope from noise, so the growth is judged as end - start <= RSS_SLACK_MB + RSS_BOUND × hours.
 RSS_BOUND_MB_PER_H = 20.0
 RSS_SLACK_MB = 16.0
+RATE_FLOOR = 0.9  # of the asked rate, outages included: an engine that falls behind its load fails the soak
 SETTLE_S = 60.0  # after the load, open problems get this long (at most a quarter of the run) to heal
 PALETTE = {"kill": "#d62728", "stop": "#ff7f0e", "burst": "#9467bd"}
 
@@ -288,7 +290,7 @@ def rss_slope_mb_per_h(samples: list[Sample], seconds: float) -> float:
     return statistics.linear_regression([s.t_s for s in half], [s.rss_mb for s in half]).slope * 3600
 
 
-def summary(result: Soak) -> dict[str, Any]:
+def summary(result: Soak, rate: float) -> dict[str, Any]:
     samples, seconds = result.samples, result.seconds
     first, last = tenth(samples, seconds, 0), tenth(samples, seconds, TENTHS - 1)
     series = {}
@@ -309,6 +311,7 @@ def summary(result: Soak) -> dict[str, Any]:
         f"fds end <= start + {FD_SLACK}": series["fds"]["end"] <= series["fds"]["start"] + FD_SLACK,
         f"RSS end - start <= {rss_limit:.1f} MB": growth <= rss_limit,
         "engine exit 0 on SIGTERM": result.exit_code == 0,
+        f"steady load acknowledged >= {RATE_FLOOR:.0%} of asked": main.stats.rate >= RATE_FLOOR * rate,
     }
     return {
         "series": series,
@@ -403,8 +406,9 @@ def svg(result: Soak) -> str:
            f'<text x="{LEFT}" y="18" font-size="14">bench/soak.py: {seconds / scale:g} {unit}, '
            f'{len(result.faults)} faults</text>']
     for n, (kind, color) in enumerate(PALETTE.items()):
-        out.append(f'<line x1="{LEFT + 300 + n * 90}" y1="14" x2="{LEFT + 300 + n * 90}" y2="24" stroke="{color}" stroke-width="3"/>'
-                   f'<text x="{LEFT + 305 + n * 90}" y="23">{kind}</text>')
+        left = LEFT + 300 + n * 90
+        out.append(f'<line x1="{left}" y1="14" x2="{left}" y2="24" stroke="{color}" stroke-width="3"/>'
+                   f'<text x="{left + 5}" y="23">{kind}</text>')
     for index, (name, label, color) in enumerate(PANELS):
         top = TOP + index * (PANEL_H + GAP)
         values = [getattr(s, name) for s in samples]
@@ -462,7 +466,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             engine.wait_up(60)
             throttle_s = restart_throttle_s(tmp / "rules")
-            result = asyncio.run(soak(engine, seconds, args.rate, args.seed, every_s, throttle_s))
+            try:
+                result = asyncio.run(soak(engine, seconds, args.rate, args.seed, every_s, throttle_s))
+            except ChaosError as exc:  # the engine stopped answering: that is the finding
+                print(f"bench/soak.py: FAIL: {exc}; engine log:\n{(tmp / 'engine.log').read_text()[-3000:]}",
+                      file=sys.stderr)
+                return 1
             engine.proc.send_signal(signal.SIGTERM)
             try:
                 result.exit_code = engine.proc.wait(timeout=60)
@@ -476,10 +485,10 @@ def main(argv: list[str] | None = None) -> int:
         result.audit = audit_store(tmp / "data", acked, unacked)
         if not main_load.acked:
             print(f"no event acknowledged; engine log:\n{(tmp / 'engine.log').read_text()[-3000:]}", file=sys.stderr)
-    figures = summary(result)
+    figures = summary(result, args.rate)
     write_outputs(args.out, result, figures, args)
-    print(f"\nbench/soak.py: {seconds:g} s at {args.rate:g} events/s, seed {args.seed}, a sample every {every_s:g} s; "
-          f"{args.out / 'soak.svg'}, {args.out / 'soak.json'}\n")
+    print(f"\nbench/soak.py: {seconds:g} s at {args.rate:g} events/s, seed {args.seed}, a sample every "
+          f"{every_s:.3g} s; {args.out / 'soak.svg'}, {args.out / 'soak.json'}\n")
     print(table(result, figures, args.rate))
     return 0 if figures["pass"] else 1
 
