@@ -255,7 +255,11 @@ def load_text(text: str, file: str = "<string>") -> Document:
     """Load one YAML document from text. Raises YamlError with a position for any bad input."""
     if len(text) > MAX_BYTES:
         raise YamlError(Loc(file, 1, 1), f"file is larger than {MAX_BYTES} bytes")
-    loader = _FastLoader(text) if _FastLoader is not None and _surely_shallow(text) else _Loader(text)
+    try:
+        loader = _FastLoader(text) if _FastLoader is not None and _surely_shallow(text) else _Loader(text)
+    except UnicodeEncodeError as exc:  # libyaml takes UTF-8: text with a lone surrogate (from no file) has none
+        raise YamlError(Loc(file, text.count("\n", 0, exc.start) + 1, exc.start - text.rfind("\n", 0, exc.start)),
+                        f"{text[exc.start]!r} is a lone surrogate, not a character") from None
     try:
         node = loader.get_single_node()
     except _DepthError as exc:

@@ -18,6 +18,7 @@ from engine.events import parse_ts
 from engine.playbooks.lint import lint_file
 from engine.problems.kinds import load_kinds_file
 from engine.timespec import parse_when
+from engine.yaml_loader import YamlError, load_text
 
 HUGE = "9" * 400  # int * float overflows past ~309 digits; int() refuses past 4300
 TOKEN = "regression-token-0123456789"
@@ -132,3 +133,10 @@ def test_a_run_id_with_spaces_or_slashes_reaches_the_engine_as_one_id(tmp_path: 
 def test_a_url_that_cannot_be_sent_is_one_line_not_an_internal_error(url: str):
     assert cli("score", "--url", url) == (1, f"aios-engine score: --url must look like http://127.0.0.1:8765, "
                                              f"not {url!r}\n")
+
+
+# -- YAML ---------------------------------------------------------------------------------------------
+def test_text_with_a_lone_surrogate_is_a_placed_yaml_error():
+    with pytest.raises(YamlError) as info:
+        load_text("x: 1\nab: c\udc80\n", "f.yaml")
+    assert str(info.value) == "f.yaml:2:6: error: '\\udc80' is a lone surrogate, not a character"
