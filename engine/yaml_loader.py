@@ -236,6 +236,12 @@ class _Builder:
         raise YamlError(_loc(file, node.start_mark), f"unsupported tag {tag}")
 
 
+def _offset_loc(file: str, text: str, offset: int) -> Loc:
+    """The place of the character at byte `offset` of `text` in UTF-8."""
+    before = text.encode("utf-8", "surrogatepass")[:offset].decode("utf-8", "ignore")
+    return Loc(file, before.count("\n") + 1, len(before) - before.rfind("\n"))
+
+
 def _surely_shallow(text: str) -> bool:
     """True when `text` cannot nest deeper than MAX_DEPTH: a cheap upper bound.
 
@@ -271,8 +277,8 @@ def load_text(text: str, file: str = "<string>") -> Document:
             raise YamlError(where, f"nesting deeper than {MAX_DEPTH} levels") from None
         message = "; ".join(part for part in (exc.context, exc.problem) if part)
         raise YamlError(where, message or "invalid YAML") from None
-    except yaml.YAMLError as exc:  # reader errors: control characters and the like
-        raise YamlError(Loc(file, 1, 1), str(exc).splitlines()[0]) from None
+    except yaml.YAMLError as exc:  # reader errors: control characters and the like, at a UTF-8 byte offset
+        raise YamlError(_offset_loc(file, text, getattr(exc, "position", 0)), str(exc).splitlines()[0]) from None
     finally:
         loader.dispose()
     return Document(_Builder(file).build(node) if node is not None else None, file, node)

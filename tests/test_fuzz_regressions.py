@@ -140,3 +140,12 @@ def test_text_with_a_lone_surrogate_is_a_placed_yaml_error():
     with pytest.raises(YamlError) as info:
         load_text("x: 1\nab: c\udc80\n", "f.yaml")
     assert str(info.value) == "f.yaml:2:6: error: '\\udc80' is a lone surrogate, not a character"
+
+
+@pytest.mark.parametrize("text, place", [("a: 1\nb: x\x7fy\n", "2:5"), ("éé: 1\nb: x\x7fy\n", "2:5"),
+                                         ("\U0001f600: \x7f", "1:4")])
+def test_a_control_character_is_refused_where_it_is(text: str, place: str):
+    with pytest.raises(YamlError) as info:
+        load_text(text, "f.yaml")
+    assert str(info.value) == f"f.yaml:{place}: error: unacceptable character #x007f: control characters are not " \
+                              "allowed"
