@@ -118,7 +118,7 @@ class Soak:
 class SoakEngine(Engine):
     """bench/heal.py's engine process, on the shipped configuration and rules instead of its own."""
 
-    def __init__(self, tmp: Path) -> None:  # noqa: D107 - Engine.__init__ writes another config: not called
+    def __init__(self, tmp: Path) -> None:  # not Engine.__init__: it writes a configuration of its own
         shutil.copytree(ROOT / "rules", tmp / "rules")
         config = load_file(ROOT / "aios.yaml").value
         for agent in config["agents"].values():
@@ -150,27 +150,37 @@ def batch_size(rate: float) -> int:
 
 
 class Injector:
-    """Seeded faults on what the engine looks after; keeps what it did and undoes stops when asked."""
+    """Seeded faults on what the engine looks after; keeps what it did and lets stops and bursts end.
 
-    def __init__(self, api: EngineApi, rng: random.Random, rate: float, throttle_s: float, started: float,
+    Kinds, lengths and burst seeds come from the schedule's generator whatever the engine's state, the
+    target from a second one: one seed gives the same faults at the same times, only which agent is hit
+    (and whether one qualifies, else the fault is a burst) depends on how the engine is doing."""
+
+    def __init__(self, api: EngineApi, seed: int, rate: float, throttle_s: float, started: float,
                  soak: Soak) -> None:
-        self.api, self.rng, self.rate, self.throttle_s = api, rng, rate, throttle_s
+        self.api, self.rate, self.throttle_s = api, rate, throttle_s
+        self.schedule, self.targets = random.Random(seed), random.Random(seed + 1)
         self.started, self.soak = started, soak
         self.last_hit: dict[str, float] = {}
         self.pending: list[asyncio.Task[None]] = []
 
+    def gap(self, mean_s: float) -> float:
+        return mean_s * self.schedule.uniform(0.5, 1.5)
+
     async def inject(self) -> None:
-        kind = self.rng.choices([k for k, _ in KINDS], [w for _, w in KINDS])[0]
+        kind = self.schedule.choices([k for k, _ in KINDS], [w for _, w in KINDS])[0]
+        stop_s, burst_s = self.schedule.uniform(*STOP_S), self.schedule.uniform(*BURST_S)
+        burst_seed = self.schedule.randrange(2**31)
         now = time.monotonic()
         agent = await self._target(now) if kind != "burst" else None
         if agent is None:
             kind = "burst"
         fault = Fault(round(now - self.started, 2), kind)
         if kind == "burst":
-            fault.seconds = round(self.rng.uniform(*BURST_S), 2)
+            fault.seconds = round(burst_s, 2)
             rate = self.rate * BURST_FACTOR
             burst = AckLoad(self.api.url, rate=rate, batch_size=batch_size(rate), max_in_flight=MAX_IN_FLIGHT,
-                            seed=self.rng.randrange(2**31))
+                            seed=burst_seed)
             self.soak.loads.append(burst)
             await burst.start()
             self.pending.append(asyncio.create_task(self._later(fault.seconds, burst.stop)))
@@ -183,7 +193,7 @@ class Injector:
                 if kind == "kill":
                     process.kill()
                 else:
-                    fault.seconds = round(self.rng.uniform(*STOP_S), 2)
+                    fault.seconds = round(stop_s, 2)
                     process.suspend()
                     self.pending.append(asyncio.create_task(self._later(fault.seconds, lambda: self._resume(process))))
             except psutil.NoSuchProcess:
@@ -196,7 +206,7 @@ class Injector:
         ready = [a for a in await self.api.agents()
                  if a.get("declared") and a.get("pid") and a.get("state") in UP_STATES and a["name"] not in troubled
                  and now - self.last_hit.get(a["name"], -1e9) > self.throttle_s + 1 and psutil.pid_exists(a["pid"])]
-        return self.rng.choice(sorted(ready, key=lambda a: a["name"])) if ready else None
+        return self.targets.choice(sorted(ready, key=lambda a: a["name"])) if ready else None
 
     @staticmethod
     async def _later(seconds: float, then: Callable[[], Awaitable[Any]]) -> None:
@@ -236,7 +246,6 @@ async def sample(api: EngineApi, http: aiohttp.ClientSession, process: psutil.Pr
 
 async def soak(engine: SoakEngine, seconds: float, rate: float, seed: int, every_s: float, throttle_s: float) -> Soak:
     result = Soak(seconds)
-    rng = random.Random(seed)
     process = psutil.Process(engine.proc.pid)
     process.cpu_percent()
     timeout = aiohttp.ClientTimeout(total=30)
@@ -245,7 +254,7 @@ async def soak(engine: SoakEngine, seconds: float, rate: float, seed: int, every
         result.loads.append(load)
         started = time.monotonic()
         await load.start()
-        injector = Injector(api, rng, rate, throttle_s, started, result)
+        injector = Injector(api, seed, rate, throttle_s, started, result)
 
         async def sampler() -> None:
             tick = started
@@ -257,7 +266,7 @@ async def soak(engine: SoakEngine, seconds: float, rate: float, seed: int, every
         async def faults() -> None:
             gap = min(20.0, seconds / 8)
             at, last = started + seconds / TENTHS, started + seconds * (TENTHS - 1) / TENTHS
-            while (at := at + gap * rng.uniform(0.5, 1.5)) < last:
+            while (at := at + injector.gap(gap)) < last:
                 await asyncio.sleep(max(0.0, at - time.monotonic()))
                 await injector.inject()
 
@@ -323,6 +332,7 @@ def summary(result: Soak, rate: float) -> dict[str, Any]:
                      "healed_by_itself": sum(not p["run_id"] for p in resolved),
                      "escalated": sum(bool(p["escalated_at"]) for p in problems),
                      "open_at_end": sum(p["status"] == "open" for p in problems),
+                     "heal_s": sorted(p["heal_s"] for p in resolved if p["heal_s"] is not None),
                      "by_kind": dict(Counter(p["kind"] for p in problems))},
         "events": {"acked": audit.acked, "lost": len(audit.missing), "duplicated": len(audit.duplicated),
                    "stored_unacked": audit.unacked_stored, "never_posted": audit.unknown,
@@ -349,6 +359,8 @@ def table(result: Soak, figures: dict[str, Any], rate: float) -> str:
         lines.append(f"| {label} | {s['start']:.1f} | {s['end']:.1f} | {s['max']:.1f} | {ratio(s['end'], s['start'])} "
                      f"| {ratio(s['max'], s['start'])} |")
     faults, problems, events = figures["faults"], figures["problems"], figures["events"]
+    heals = problems["heal_s"]
+    heal = f"{statistics.median(heals):.1f} / {heals[-1]:.1f}" if heals else "-"
     rows = [
         ("RSS growth, end - start", f"{figures['rss_growth_mb']:+.1f} MB"),
         ("RSS growth per hour (fit, second half)", f"{figures['rss_slope_mb_per_h']:+.1f} MB/h"),
@@ -356,6 +368,7 @@ def table(result: Soak, figures: dict[str, Any], rate: float) -> str:
         ("agent restarts", str(figures["agent_restarts"])),
         ("problems opened", f"{problems['opened']} ({counts(problems['by_kind'])})"),
         ("problems healed (by a run / by itself)", f"{problems['healed_by_run']} / {problems['healed_by_itself']}"),
+        ("time to heal, median / max (s)", heal),
         ("problems escalated / still open at the end", f"{problems['escalated']} / {problems['open_at_end']}"),
         ("steady load acknowledged (events/s, of asked)", f"{events['steady_rate']:.0f} of {rate:g} "
                                                           f"({ratio(events['steady_rate'], rate)})"),
