@@ -256,12 +256,12 @@ async def soak(engine: SoakEngine, seconds: float, rate: float, seed: int, every
         await load.start()
         injector = Injector(api, seed, rate, throttle_s, started, result)
 
-        async def sampler() -> None:
-            tick = started
-            while tick <= started + seconds:
+        async def sampler() -> None:  # from one interval in: CPU % is measured since the sample before
+            tick = started + every_s
+            while tick <= started + seconds + 0.01:
+                await asyncio.sleep(max(0.0, tick - time.monotonic()))
                 result.samples.append(await sample(api, http, process, time.monotonic() - started, load.stats.acked))
                 tick += every_s
-                await asyncio.sleep(max(0.0, tick - time.monotonic()))
 
         async def faults() -> None:
             gap = min(20.0, seconds / 8)
