@@ -111,6 +111,10 @@ class Engine:
             f"problems: {{redecide: {str(redecide).lower()}, resync: 5s}}\n"
             "reactor: {budget: {max_runs: 1000}}\n"
             "agents:\n" + "\n".join(lines) + "\n")
+        self.launch(tmp)
+
+    def launch(self, tmp: Path) -> None:
+        """Start `aios-engine run` on `tmp/aios.yaml`, on a free port, its log in `tmp/engine.log`."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (tmp / "engine.log").open("w")

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
 import signal
@@ -50,7 +49,6 @@ import aiohttp
 import psutil
 from heal import UP_STATES, Engine  # bench/ is this script's directory, first on sys.path
 from prometheus_client.parser import text_string_to_metric_families
-from service import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -130,13 +128,7 @@ class SoakEngine(Engine):
         config.update(data_dir="data", rules_dir="rules")
         (tmp / "aios.yaml").write_text(json.dumps(config, indent=1))  # JSON is YAML
         self.names = sorted(config["agents"])
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (tmp / "engine.log").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bin" / "aios-engine"), "run", "--port", str(self.port), "--config",
-             str(tmp / "aios.yaml")], cwd=tmp, stderr=self.log, stdout=subprocess.DEVNULL,
-            env={**os.environ, "AIOS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)})
+        self.launch(tmp)
 
 
 def restart_throttle_s(rules: Path) -> float:
