@@ -1,4 +1,4 @@
-"""Time to heal, per chaos scenario, over repeated runs: `python bench/chaos.py [--minutes 4] [--seed 5]`.
+"""Time to heal, per chaos scenario, over repeated runs: `python bench/chaos.py [--minutes 4] [--seed 5] [--disk-runs 3]`.
 
 A real engine with the demo agent coder (heartbeat 1 s) and the shipped rules, with the minute-long windows
 scaled down as in tests/test_chaos_process.py (score half-life 20 s, degraded below 0.45, restart throttle
@@ -94,6 +94,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--disk-runs", type=int, default=3, help="disk-full repetitions, each on a fresh tmpfs")
     args = parser.parse_args()
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="aios-chaos-") as tmp:
@@ -104,7 +105,7 @@ def main() -> int:
             runs += out["runs"]
         finally:
             stop(proc)
-    for n in range(3):
+    for n in range(args.disk_runs):
         with tempfile.TemporaryDirectory(prefix="aios-chaos-disk-") as tmp:
             data = Path(tmp) / "data"
             data.mkdir()

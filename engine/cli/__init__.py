@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import traceback
 
@@ -30,12 +31,24 @@ COMMANDS = {
 }
 
 
-class UserError(Exception):
-    """A mistake in what the user asked for; the message is printed as is, exit code `code`."""
+# Control characters and line separators (from what the user typed, or YAML escapes in keys) would break the
+# one-line-per-problem output, lone surrogates (from non-UTF-8 file names) its encoding: printed escaped.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
-    def __init__(self, message: str, code: int = 1) -> None:
+
+def printable(text: str) -> str:
+    """`text` on one line, control characters escaped as Python would write them."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for, exit code `code`: `message` is one line, each of `details` one
+    more (a configuration's list of problems); all are printed escaped, so user text cannot split them."""
+
+    def __init__(self, message: str, code: int = 1, details: list[str] | tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.code = code
+        self.details = tuple(details)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -66,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"aios-engine {args.command}: {exc}", file=sys.stderr)
+        print(printable(f"aios-engine {args.command}: {exc}"), file=sys.stderr)
+        for line in exc.details:
+            print(printable(line), file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130

@@ -27,7 +27,7 @@ def config_from(args: argparse.Namespace) -> Config:
     try:
         return find_config(args.config)
     except ConfigError as exc:
-        raise UserError(f"invalid configuration:\n{exc}") from None
+        raise UserError("invalid configuration:", details=[str(d) for d in exc.diagnostics]) from None
 
 
 def data_dir_from(args: argparse.Namespace, config: Config) -> Path:

@@ -8,17 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
+from engine.cli import printable
 from engine.cli.common import config_from
 from engine.playbooks.lint import lint_paths
 from engine.playbooks.schema import LintDiagnostic
 
-# Control characters and line separators (from YAML escapes in keys) would break the one-line-per-
-# problem format, lone surrogates (from non-UTF-8 file names) the output's encoding: printed escaped.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,10 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="aios.yaml whose agents restart_agent and signal may name "
                              "(default: ./aios.yaml if it exists, else the embedded demo config)")
     parser.set_defaults(func=run)
-
-
-def _printable(text: str) -> str:
-    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def _json_line(diagnostic: LintDiagnostic) -> str:
@@ -60,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     result = lint_paths(args.paths or [_shown(config.rules_dir)], config if config.source else None, args.jobs)
     for diagnostic in result.diagnostics:
-        print(_json_line(diagnostic) if args.format == "json" else _printable(str(diagnostic)))
+        print(_json_line(diagnostic) if args.format == "json" else printable(str(diagnostic)))
     print(f"{_plural(result.errors, 'error')}, {_plural(result.warnings, 'warning')} in "
           f"{_plural(len(result.files), 'file')}", file=sys.stderr)
     return 1 if result.errors else 0
