@@ -5,7 +5,9 @@ The token comes from AIOS_TOKEN. Every failure becomes one UserError line: the e
 """
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -49,6 +51,7 @@ class Client:
         return self._send(request)
 
     def _send(self, request: urllib.request.Request) -> tuple[int, Any]:
+        request.add_header("X-AIOS-Actor", actor_name())
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -59,6 +62,15 @@ class Client:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise Unreachable(f"cannot reach the engine at {self.base}: {reason}") from None
+
+
+def actor_name() -> str:
+    """Who runs this command, for the events the engine records about control actions."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = str(os.getuid())
+    return f"cli:{user}@{socket.gethostname()}"
 
 
 def _refusal(status: int, body: bytes) -> str:
