@@ -30,7 +30,7 @@ MAX_DATA_BYTES = 64 * 1024
 MAX_DATA_DEPTH = 32
 MAX_EVENT_BYTES = MAX_DATA_BYTES + 16 * 1024  # whole serialized event: data plus envelope fields
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
-RESERVED_PREFIXES = ("scheduler.", "reactor.", "score.", "playbook.", "problem.")
+RESERVED_PREFIXES = ("scheduler.", "reactor.", "score.", "playbook.", "problem.", "control.", "notification.")
 FIELD_ORDER = ("id", "ts", "type", "source", "agent", "host", "severity", "data", "chain")
 _FIELDS = frozenset(FIELD_ORDER)
 
