@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.dag import dependency_order
+from engine.notify.settings import config_problems as notify_problems
 from engine.resources import resource_path
 from engine.schemas import apply_defaults, load_schema, schema_errors
 from engine.yaml_loader import Document, Loc, YamlError, load_file
@@ -84,6 +85,11 @@ def check_document(doc: Document) -> list[Diagnostic]:
         found = {Diagnostic(doc.loc(pointer), message) for pointer, message in config_problems(full["sensors"])}
         out.extend(found)  # a default shared by sensors is reported once, at the nearest key written
         out.extend(Diagnostic(doc.loc(pointer), message) for pointer, message in _score_problems(full["score"]))
+        out.extend(Diagnostic(doc.loc(f"/notifications{pointer}"), message)
+                   for pointer, message in notify_problems(full["notifications"]))
+        from engine.controls.maintenance import maintenance_problems  # noqa: PLC0415 - croniter only when checked
+
+        out.extend(Diagnostic(doc.loc(pointer), message) for pointer, message in maintenance_problems(full["maintenance"]))
     return sorted(out, key=lambda d: (d.loc.line, d.loc.col))
 
 

@@ -131,9 +131,11 @@ def _best_first(candidate: tuple[Playbook, str]) -> tuple[float, str]:
 class Matcher:
     """Decides what each event triggers. Not thread-safe: feed it from one thread (the engine loop)."""
 
-    def __init__(self, index: Index, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, index: Index, clock: Callable[[], float] = time.time,
+                 disabled: Callable[[str], tuple[str, float | None] | None] | None = None) -> None:
         self._index = index
         self._clock = clock
+        self._disabled = disabled  # runtime disables (engine/controls): (detail, until) while one holds
         self._seen: dict[str, Windows[deque[float]]] = {}  # sustained, per playbook id: recent match times
         self._fired: dict[str, Windows[float]] = {}  # throttle, per playbook id: last time fired
         self.evictions: dict[str, int] = {"sustained": 0, "throttle": 0}  # live windows the caps pushed out
@@ -196,6 +198,9 @@ class Matcher:
         or None; and when that reason lapses, when known."""
         if not playbook.enabled:
             return "disabled", None
+        held = self._disabled(playbook.id) if self._disabled is not None else None
+        if held is not None:  # "disabled by <who> until <when>: <why>": the kind is still `disabled`
+            return held[0], held[1]
         sustained, throttle = playbook.sustained, playbook.throttle
         if sustained is not None and not count:
             windows = self._seen.get(playbook.id)

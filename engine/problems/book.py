@@ -30,7 +30,10 @@ Emit = Callable[[str, dict[str, Any], dict[str, Any], str], None]
 RUN_ENDS = ("reactor.succeeded", "reactor.failed")  # every run ends with one of these (rolled_back follows failed)
 FAILED_STATUSES = ("failed", "timeout")  # a run that ended so counts as tried; cancelled/error do not
 MAX_BACKOFF_S = 300.0
-HOPELESS = ("no_playbook", "unknown_agent")  # reasons no lapse can change: a person must look at once
+HOPELESS = ("no_playbook", "unknown_agent")
+# holds an operator or another problem lifts (their control.* event names them in data.lifts)
+LIFTABLE = ("paused", "disabled", "budget", "circuit open")
+LIFTABLE_PREFIXES = ("silenced:", "maintenance:", "inhibited_by:")  # reasons no lapse can change: a person must look at once
 DUE_BATCH = 200  # escalations, and re-decisions, per due() call at most
 AWAIT_DECISION_S = 30.0  # a re-decision whose answer never came back (a lost event) is asked again after this
 RESTART_GRACE_S = 3.0  # re-decide open problems this long after a restart (recovered runs announce first)
@@ -140,6 +143,8 @@ class Book:
         self.resolved: CappedMap[str, Problem] = CappedMap("problems_resolved", MAX_RESOLVED)
         self._by_id: dict[str, tuple[str, str]] = {}
         self._by_cause: CappedMap[str, str] = CappedMap("problem_causes", MAX_CAUSES)  # event id -> problem id
+        # a hold's reason code (silenced:<id>, paused, inhibited_by:<problem>…) -> the problems it set aside
+        self._set_aside_by: CappedMap[str, set[str]] = CappedMap("problem_holds", MAX_OPEN)
         # ids an open problem must never lose to that cap: its runs and its latest cause (re-decisions answer
         # to it); dropped when it closes, so bounded by max_open × (MAX_RUNS + 1)
         self._owned: dict[str, str] = {}
@@ -218,6 +223,13 @@ class Book:
         if event_type.startswith("problem."):
             if self._catching_up:
                 self._recall(event_type, event)
+            elif event_type == "problem.resolved":  # what it inhibited may act now
+                self._lifted((f"inhibited_by:{(event.get('data') or {}).get('problem')}",))
+            return
+        if event_type.startswith("control."):
+            lifts = (event.get("data") or {}).get("lifts")
+            if isinstance(lifts, list):
+                self._lifted(tuple(str(code) for code in lifts[:20]))
             return
         if event_type == "scheduler.decision":
             self._decision(event)
@@ -339,6 +351,8 @@ class Book:
         reason = str(data.get("reason") or outcome) if outcome == "set_aside" else str(outcome)
         detail = data.get("detail") if outcome == "set_aside" else data.get("reason")
         problem.reasons[f"{playbook or 'no playbook'}: {reason}"] = str(detail or reason)
+        if reason in LIFTABLE or reason.startswith(LIFTABLE_PREFIXES):
+            self._set_aside_by.setdefault(reason, set).add(problem.id)
         if reason in HOPELESS:
             self._escalate(problem, now)
         self._plan(problem, now, data.get("retry_at"), f"{reason} lapsed")
@@ -439,6 +453,18 @@ class Book:
         log.error("problem escalated", extra={"problem": problem.id, "kind": problem.kind, "reasons": reasons})
         self._announce("problem.escalated", problem, {"reasons": reasons}, "error")
 
+    def _lifted(self, codes: tuple[str, ...]) -> None:
+        """An operator's hold ended (a silence, the pause, a disable, a reset, an inhibiting problem): decide
+        again now the idle open problems one of `codes` set aside (level-triggered, no new event needed)."""
+        now = self._clock()
+        for code in codes:
+            for problem_id in self._set_aside_by.pop(code) or ():
+                problem = self.get(problem_id)
+                if problem is None or problem.status != "open" or problem.active or problem.why == AWAITING:
+                    continue
+                problem.next_at, problem.why = now, f"{code} lifted"
+                problem.dirty = True
+
     def rules_changed(self) -> None:
         """A playbook may have been enabled or added: decide every idle open problem again."""
         now = self._clock()
@@ -536,7 +562,7 @@ class Book:
 
     def capped_maps(self) -> tuple[CappedMap[str, Any], ...]:
         """The capped maps (their evictions are counted in /metrics)."""
-        return self.resolved, self._by_cause
+        return self.resolved, self._by_cause, self._set_aside_by
 
     def dirty(self, limit: int) -> list[Problem]:
         """Up to `limit` problems changed since they were last returned (to be written to disk); the rest

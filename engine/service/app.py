@@ -31,6 +31,8 @@ from engine.agents.supervisor import Supervisor
 from engine.background import Background
 from engine.bus import Bus
 from engine.config import Config, ConfigError, load_config, server_problems
+from engine.controls.gate import Controls
+from engine.controls.maintenance import windows_from_config
 from engine.deciding import Decider
 from engine.durations import parse_duration
 from engine.emitter import EngineEmitter
@@ -39,6 +41,8 @@ from engine.intake import Intake
 from engine.live.hub import Hub
 from engine.live.ws import feed, tick
 from engine.looplag import LoopLag
+from engine.notify.base import NotifyError
+from engine.notify.notifier import Notifier
 from engine.pipeline.base import PipelineContext
 from engine.pipeline.runner import run_pipeline
 from engine.playbooks.matcher import Decision, Matcher
@@ -46,6 +50,7 @@ from engine.playbooks.registry import Registry
 from engine.problems.book import Book, Problem
 from engine.problems.files import ProblemFiles
 from engine.problems.kinds import KindRegistry
+from engine.reactor.controls import RunControls
 from engine.reactor.records import RecordError
 from engine.reactor.rollback import RollbackRefused, rollback_run
 from engine.reactor.runner import Reactor, ReactorDeps
@@ -70,6 +75,10 @@ LAG_LIMIT_S = 1.0  # an event loop this late is named in health
 STORY_TYPES = {"agent.down": logging.WARNING, "agent.started": logging.INFO, "playbook.loaded": logging.INFO,
                "playbook.rejected": logging.WARNING, "config.rejected": logging.WARNING,
                "resource.disk_full": logging.WARNING}
+
+
+# control events that take automation away (the rest give it back or only record)
+WARN_CONTROLS = frozenset({"control.paused", "control.silence_added", "control.playbook_disabled"})
 
 
 class StartupError(Exception):
@@ -113,13 +122,24 @@ class Engine:
         self.emitter = EngineEmitter(self.intake)
         self.watcher = EventWatcher(clock)
         self.registry = Registry(self.rules_dir, emit=self._emit_later, config=config)
-        self.matcher = Matcher(self.registry.index, clock)
+        controls_cfg = config.raw["controls"]
+        self.controls = Controls(self.data_dir, windows_from_config(config.raw["maintenance"]),
+                                 emit=self._emit_control, new_id=self.validator.new_id, clock=clock,
+                                 max_silences=controls_cfg["max_silences"],
+                                 default_silence_s=parse_duration(controls_cfg["default_silence"]))
+        self.matcher = Matcher(self.registry.index, clock, disabled=self.controls.disabled)
         problems_cfg = config.raw["problems"]
         self.kinds = KindRegistry(self.rules_dir)
         self.book = Book(self.kinds.kinds, emit=self._emit_problem, new_id=self.validator.new_id, clock=clock,
                          resync_s=parse_duration(problems_cfg["resync"]), redecide=problems_cfg["redecide"],
                          max_open=problems_cfg["max_open"], on_healed=self.metrics.heal_seconds.observe)
         self.problem_files = ProblemFiles(self.data_dir)
+        try:
+            self.notifier = Notifier.from_config(config.raw["notifications"], emit=self._emit_notification,
+                                                 clock=clock, data_dir=self.data_dir, problem=self._problem_brief,
+                                                 on_outcome=lambda t, o: self.metrics.notifications.labels(t, o).inc())
+        except NotifyError as exc:
+            raise StartupError(str(exc)) from None
         self.score = ScoreKeeper.from_config(config.raw, self.data_dir, clock)
         self._live_health: tuple[float, str] = (float("-inf"), "ok")
         self.hub = Hub(state=self.live_state, clock=time.monotonic, epoch=self.validator.new_id())
@@ -134,7 +154,8 @@ class Engine:
         declared = frozenset(config.agents)
         loop, breaker, budget = guards_from_config(reactor_cfg, clock)
         self.dispatcher = Dispatcher(emitter=self.emitter, declared=lambda: declared, breaker=breaker, budget=budget,
-                                     loop=loop, limiter=AsideLimiter(clock), opens_problem=self.book.opened_by)
+                                     loop=loop, limiter=AsideLimiter(clock), opens_problem=self.book.opened_by,
+                                     controls=self.controls)
         self.reactor = Reactor(ReactorDeps(
             data_dir=self.data_dir, emit=self.dispatcher.emit_run_event, agents=self.supervisor,
             wait_for=self.watcher.wait_for, compact=self.compact, actions=ACTIONS,
@@ -146,6 +167,9 @@ class Engine:
                                    queue_max=reactor_cfg["queue_max"], aging_s=parse_duration(reactor_cfg["aging"]),
                                    on_dropped=self._on_dropped)
         self.dispatcher.attach(self.scheduler)
+        self.reactor.deps.park = self.scheduler.parked  # a run waiting for a person holds no slot
+        self.run_controls = RunControls(self.reactor, self.scheduler, self.dispatcher,
+                                        lambda pid: self.registry.playbooks.get(pid), self.dispatcher.emit_run_event)
         self.decider = Decider(self.bus.subscribe("engine", "*", policy="lossless"), self.matcher, self._dispatch,
                                (self.watcher.feed, self._observe, self.book.fold, self._score_event),
                                announce=self.dispatcher.announce_set_aside,
@@ -173,6 +197,8 @@ class Engine:
         self.background.spawn(self.lag.run(), "loop_lag")
         self.background.spawn(feed(self.hub, self.bus.subscribe("live", "*", maxsize=10_000)), "live_feed")
         self.background.spawn(tick(self.hub), "live_tick")
+        await self.notifier.load()
+        self.background.spawn(self.notifier.run(), "notifier")
         outcome = await asyncio.to_thread(self.registry.reload)
         self.matcher.index = self.registry.index
         await self._flush_later()
@@ -243,6 +269,7 @@ class Engine:
         if cancelled:
             log.warning("runs cancelled at shutdown", extra={"runs": cancelled})
         await self.background.close()
+        await self.notifier.close()
         await self._write_problems()
         self.hub.close()
         await self.supervisor.close()
@@ -265,6 +292,7 @@ class Engine:
                      coalesce=True)  # outside intake resumes by itself once the disk has room again
         jobs.add_job(self.reload_rules, "interval", seconds=2.0, id="rules", max_instances=1, coalesce=True)
         jobs.add_job(self._problems_tick, "interval", seconds=1.0, id="problems", max_instances=1, coalesce=True)
+        jobs.add_job(self.controls.tick, "interval", seconds=1.0, id="controls", max_instances=1, coalesce=True)
         jobs.add_job(self._flush_labels, "interval", seconds=10.0, id="score_labels", max_instances=1, coalesce=True)
         # Daily and weekly jobs run however late they are (misfire_grace_time=None): a stall at 00:10 must
         # not skip a day of retention. APScheduler's default grace of 1 s would.
@@ -301,6 +329,7 @@ class Engine:
     def _observe(self, event: dict[str, Any]) -> None:
         event_type = event["type"]
         self.metrics.count_ingested(event_type)
+        self.notifier.observe(event)
         if event_type.startswith("agent."):
             for answer in self.supervisor.note(event):  # agent.recovered: a silent agent heard from again
                 self._emit_later(answer)
@@ -352,6 +381,21 @@ class Engine:
 
     async def _emit_raw(self, event: dict[str, Any]) -> dict[str, Any]:
         return await self.intake.submit_one(event)
+
+    async def _emit_control(self, type_: str, data: dict[str, Any], agent: str | None) -> dict[str, Any]:
+        """A control's audit event (engine.controls), logged too: who paused, silenced, reset what, and why."""
+        story.warning(type_, extra={"agent": agent, "data": data})
+        return await self.emitter.emit(type_, data, {"agent": agent} if agent else None,
+                                       "warning" if type_ in WARN_CONTROLS else "info", source="engine.controls")
+
+    async def _emit_notification(self, type_: str, data: dict[str, Any], cause: dict[str, Any],
+                                 severity: str) -> dict[str, Any]:
+        return await self.emitter.emit(type_, data, cause, severity, source="engine.notify")
+
+    def _problem_brief(self, problem_id: str) -> dict[str, Any] | None:
+        """What notification templates may look up about a problem: its summary and the event behind it."""
+        found = self.book.get(problem_id)
+        return None if found is None else {**found.summary(), "cause": found.cause}
 
     def _emit_problem(self, type_: str, data: dict[str, Any], cause: dict[str, Any], severity: str) -> None:
         """The book is synchronous (it runs in the decision loop): its events are stored by a task."""
@@ -442,15 +486,16 @@ class Engine:
                 fresh = load_config(self.config.source)
                 # Rules are linted against the new agents at once; sections the running parts were built
                 # from (server, store, agents, sensors, reactor, pipelines) take effect at the next start.
-                pending = sorted(key for key in fresh.raw if key not in ("rules_dir",)
+                pending = sorted(key for key in fresh.raw if key not in ("rules_dir", "notifications")
                                  and fresh.raw[key] != self.config.raw[key])
+                self.notifier.reconfigure(fresh.raw["notifications"])  # NotifyError: below, all kept as it was
                 self.config = fresh
                 self.registry.config = fresh
                 result["config"] = "reloaded"
                 result["restart_needed_for"] = pending
-            except ConfigError as exc:
+            except (ConfigError, NotifyError) as exc:  # a target that cannot be built: the config is refused
                 result["config"] = "rejected"
-                result["errors"] = [str(d) for d in exc.diagnostics]
+                result["errors"] = [str(d) for d in exc.diagnostics] if isinstance(exc, ConfigError) else [str(exc)]
                 await self.emitter.emit("config.rejected", {"file": self.config.source,
                                                              "errors": result["errors"]}, severity="error",
                                         source="engine.config")
@@ -571,6 +616,9 @@ class Engine:
             self._live_health = (now, self.health()["status"])
         runs = {job.run_id: {"playbook": job.playbook.id, "agent": job.event.get("agent"), "priority": job.priority,
                              "cause": job.event.get("type")} for job in self.scheduler.running_jobs()}
+        for waiting in self.run_controls.approvals():  # the office draws a "waiting for approval" bubble
+            runs.setdefault(waiting["run_id"], {}).update(waiting="approval", message=waiting["message"],
+                                                          expires_at=waiting["expires_at"])
         return {"engine": {"status": self._live_health[1], "stopping": self.stopping},
                 "agents": agents,
                 "problems": {p.id: p.summary() for p in self.book.problems(open_only=True)},

@@ -1,0 +1,207 @@
+"""The operators' brakes, as the dispatcher and the matcher ask them (docs/controls.md).
+
+`check` answers for one decision, spending nothing, in this order: the global pause (`paused`: the
+decision is still matched and stored with what would have run), an open maintenance window
+(`maintenance:<name>`), an active silence (`silenced:<id>`). Each answer carries `retry_at` when it is
+known, so the problem book decides the problem again when the hold ends, without a new event. `disabled`
+is the runtime disable of one playbook, which the matcher treats like `enabled: false` (the next-best
+playbook may run).
+
+Every change is a `control.*` event naming who made it and the reason, stored before the change is saved;
+`data.lifts` names the reason codes a change ends, so the problem book decides again the problems those
+held. `tick` ends what has lapsed (silences, timed pauses and disables) and announces maintenance windows
+opening and closing.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.admission.guards import SetAside
+from engine.controls.maintenance import Window
+from engine.controls.model import ControlError, Hold, Selector, Silence, checked, ends
+from engine.controls.state import ControlState, load_state, save_state, state_path
+from engine.events import format_ts
+
+log = logging.getLogger("aios.controls")
+# emit(type, data, agent) -> the stored event
+Emit = Callable[[str, dict[str, Any], str | None], Awaitable[dict[str, Any]]]
+
+
+class ControlConflict(ControlError):
+    """A request that is well formed but cannot be done now (409): unknown id, too many silences."""
+
+
+class Controls:
+    def __init__(self, data_dir: Path, windows: Iterable[Window], *, emit: Emit, new_id: Callable[[], str],
+                 clock: Callable[[], float], max_silences: int = 1000, default_silence_s: float = 3600.0) -> None:
+        self.path = state_path(data_dir)
+        self.state: ControlState = load_state(self.path)
+        self.windows = list(windows)
+        self._emit = emit
+        self._new_id = new_id
+        self._clock = clock
+        self.max_silences = max_silences
+        self.default_silence_s = default_silence_s
+        self._selectors: dict[str, Selector] = {sid: _selector(s) for sid, s in self.state.silences.items()}
+        self._open: set[str] = {w.name for w in self.windows if w.open_until(clock()) is not None}
+        self._saving = asyncio.Lock()
+
+    # -- asked per decision ------------------------------------------------------------------------
+    def check(self, playbook_id: str, labels: Mapping[str, Any], event: Mapping[str, Any],
+              agents: Iterable[str], would: str) -> SetAside | None:
+        """Why a decision must be set aside now by an operator's control (None: none holds it).
+        `would` says what would have run, for a paused engine's record."""
+        now = self._clock()
+        pause = self.state.pause
+        if pause is not None and pause.active(now):
+            return SetAside("paused", f"automation paused by {pause.by}: {pause.reason}; would run {would}",
+                            retry_at=pause.until)
+        agents = tuple(agents)
+        event_type = str(event.get("type", ""))
+        for window in self.windows:
+            until = window.open_until(now)
+            if until is not None and window.selector.matches(playbook_id, labels, event_type, agents):
+                return SetAside(f"maintenance:{window.name}", f"{window.reason} (until {format_ts(until)})",
+                                retry_at=until)
+        for silence in self.state.silences.values():
+            if silence.active(now) and self._selectors[silence.id].matches(playbook_id, labels, event_type, agents):
+                return SetAside(f"silenced:{silence.id}", f"silenced by {silence.by} until "
+                                f"{format_ts(silence.ends_at)}: {silence.reason}", retry_at=silence.ends_at)
+        return None
+
+    def disabled(self, playbook_id: str) -> tuple[str, float | None] | None:
+        """(detail, until) while `playbook_id` is disabled at run time; None otherwise."""
+        hold = self.state.disabled.get(playbook_id)
+        if hold is None or not hold.active(self._clock()):
+            return None
+        until = "until enabled" if hold.until is None else f"until {format_ts(hold.until)}"
+        return f"disabled by {hold.by} {until}: {hold.reason}", hold.until
+
+    # -- changes -----------------------------------------------------------------------------------
+    async def add_silence(self, body: Any, by: str) -> Silence:
+        now = self._clock()
+        if len(self.state.silences) >= self.max_silences:
+            raise ControlConflict(f"{len(self.state.silences)} silences are held (controls.max_silences); "
+                                  "expire some first")
+        silence = Silence.from_body(body, id_=self._new_id(), by=by, now=now, default_s=self.default_silence_s)
+        selector = _selector(silence)  # compiled before anything is stored
+        await self._emit("control.silence_added", {"by": by, "reason": silence.reason, "silence": silence.view(now)},
+                         silence.agent if silence.agent and not _is_glob(silence.agent) else None)
+        self.state.silences[silence.id] = silence
+        self._selectors[silence.id] = selector
+        await self._save()
+        return silence
+
+    async def expire_silence(self, silence_id: str, by: str, reason: str = "") -> Silence:
+        silence = self.state.silences.get(silence_id)
+        if silence is None:
+            raise ControlConflict(f"no silence {silence_id}")
+        await self._end_silence(silence, by, reason or "expired by hand")
+        return silence
+
+    async def pause(self, body: Any, by: str) -> Hold:
+        body = checked("pause", body)
+        now = self._clock()
+        hold = Hold(now, ends(body, now), body["reason"], by)
+        await self._emit("control.paused", {"by": by, "reason": hold.reason, "pause": hold.view()}, None)
+        self.state.pause = hold
+        await self._save()
+        return hold
+
+    async def resume(self, by: str, reason: str = "") -> Hold:
+        hold = self.state.pause
+        if hold is None:
+            raise ControlConflict("automation is not paused")
+        await self._emit("control.resumed", {"by": by, "reason": reason or "resumed", "lifts": ["paused"],
+                                             "pause": hold.view()}, None)
+        self.state.pause = None
+        await self._save()
+        return hold
+
+    async def disable(self, playbook_id: str, body: Any, by: str) -> Hold:
+        body = checked("disable", body)
+        now = self._clock()
+        hold = Hold(now, ends(body, now), body["reason"], by)
+        await self._emit("control.playbook_disabled", {"by": by, "reason": hold.reason, "playbook": playbook_id,
+                                                       "disable": hold.view()}, None)
+        self.state.disabled[playbook_id] = hold
+        await self._save()
+        return hold
+
+    async def enable(self, playbook_id: str, by: str, reason: str = "") -> Hold:
+        hold = self.state.disabled.get(playbook_id)
+        if hold is None:
+            raise ControlConflict(f"playbook {playbook_id} is not disabled at run time")
+        await self._enabled(playbook_id, hold, by, reason or "enabled")
+        return hold
+
+    async def audit(self, type_: str, data: dict[str, Any], agent: str | None = None) -> dict[str, Any]:
+        """A control the guards carry out themselves (a budget or breaker reset): its event, stored."""
+        return await self._emit(type_, data, agent)
+
+    # -- time ----------------------------------------------------------------------------------------
+    async def tick(self) -> None:
+        """End what has lapsed and announce maintenance windows opening and closing (every few seconds)."""
+        now = self._clock()
+        for silence in [s for s in self.state.silences.values() if now >= s.ends_at]:
+            await self._end_silence(silence, "timer", "ended")
+        if self.state.pause is not None and not self.state.pause.active(now):
+            hold = self.state.pause
+            await self._emit("control.resumed", {"by": "timer", "reason": "pause ended", "lifts": ["paused"],
+                                                 "pause": hold.view()}, None)
+            self.state.pause = None
+            await self._save()
+        for playbook_id, hold in [(p, h) for p, h in self.state.disabled.items() if not h.active(now)]:
+            await self._enabled(playbook_id, hold, "timer", "disable ended")
+        for window in self.windows:
+            until = window.open_until(now)
+            if until is not None and window.name not in self._open:
+                self._open.add(window.name)
+                await self._emit("control.maintenance_started", {"by": "schedule", "window": window.name,
+                                                                 "reason": window.reason,
+                                                                 "until": format_ts(until)}, None)
+            elif until is None and window.name in self._open:
+                self._open.discard(window.name)
+                await self._emit("control.maintenance_ended", {"by": "schedule", "window": window.name,
+                                                               "reason": window.reason,
+                                                               "lifts": [f"maintenance:{window.name}"]}, None)
+
+    async def _end_silence(self, silence: Silence, by: str, reason: str) -> None:
+        await self._emit("control.silence_expired", {"by": by, "reason": reason, "lifts": [f"silenced:{silence.id}"],
+                                                     "silence": silence.view(self._clock())}, None)
+        self.state.silences.pop(silence.id, None)
+        self._selectors.pop(silence.id, None)
+        await self._save()
+
+    async def _enabled(self, playbook_id: str, hold: Hold, by: str, reason: str) -> None:
+        await self._emit("control.playbook_enabled", {"by": by, "reason": reason, "playbook": playbook_id,
+                                                      "lifts": ["disabled"], "disable": hold.view()}, None)
+        self.state.disabled.pop(playbook_id, None)
+        await self._save()
+
+    async def _save(self) -> None:
+        async with self._saving:  # one writer at a time: the file holds the latest state, never an older one
+            data = self.state.to_bytes(self._clock())
+            await asyncio.to_thread(save_state, self.path, data)
+
+    # -- views ---------------------------------------------------------------------------------------
+    def view(self) -> dict[str, Any]:
+        now = self._clock()
+        pause = self.state.pause
+        return {"paused": pause.view() if pause is not None and pause.active(now) else None,
+                "silences": sorted((s.view(now) for s in self.state.silences.values()), key=lambda s: s["ends_at"]),
+                "disabled": {pid: hold.view() for pid, hold in sorted(self.state.disabled.items())
+                             if hold.active(now)},
+                "maintenance": [window.view(now) for window in self.windows]}
+
+
+def _selector(silence: Silence) -> Selector:
+    return Selector(silence.agent, silence.playbook, silence.type, silence.labels)
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
