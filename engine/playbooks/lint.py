@@ -382,9 +382,20 @@ class _EntryChecker:
             self._tree(with_, at, step_id)
         if action in AGENT_ACTIONS:
             self._agent(with_["agent"], f"{at}/agent")
+        if action == "notify":
+            self._target(with_["target"], f"{at}/target")
         if action == "emit" and with_["type"] in self.playbook.on:
             self._error(f"{at}/type", f"emits '{with_['type']}', which triggers this playbook again (a loop)",
                         "loop", severity="warning")
+
+    def _target(self, name: str, pointer: str) -> None:
+        name = self._literal(name)
+        targets = self.config.raw["notifications"]["targets"] if self.config is not None else {}
+        if self.config is None or name is None or name in targets:
+            return
+        where = self.config.source or "the config"
+        self._error(pointer, f"unknown notification target '{name}'{_closest(name, targets)} (targets in {where}: "
+                    f"{', '.join(targets) or 'none'})", "unknown-target")
 
     def _agent(self, name: str, pointer: str) -> None:
         name = self._literal(name)

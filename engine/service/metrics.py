@@ -44,6 +44,9 @@ class Metrics:
                                     registry=r)
         self.evictions = Gauge("aios_state_evicted", "Entries evicted from a capped per-key map since start, by map",
                                ["map"], registry=r)
+        self.notifications = Counter("aios_notifications", "Notification deliveries by target and outcome: sent, "
+                                     "failed (to be retried), gave_up, dropped (queue full)", ["target", "outcome"],
+                                     registry=r)
         self.background_failures = Counter("aios_background_failures", "Background tasks that failed, by task",
                                            ["task"], registry=r)
         self.set_asides_held = Gauge("aios_set_aside_decisions_held", "Set-aside decisions not stored (rate "

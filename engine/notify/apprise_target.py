@@ -1,0 +1,72 @@
+"""The `apprise` target kind: a list of Apprise URLs (Slack, Teams, PagerDuty, Matrix, `mailto://`,
+`json://` webhooks and the rest of https://github.com/caronc/apprise/wiki), all sent each message.
+
+Apprise is synchronous; the notifier calls `deliver` in its own threads. Apprise's own call timeout bounds
+the call, and a delivery counts as done only when every URL accepted it: a partial success is a failure
+(retried whole, so a service that did receive it may see it twice, never none)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import apprise
+
+from engine.notify.base import ENV_REF, Message, NotifyError, Target, expand_env
+
+_TYPES = {"info": apprise.NotifyType.INFO, "success": apprise.NotifyType.SUCCESS,
+          "warning": apprise.NotifyType.WARNING, "failure": apprise.NotifyType.FAILURE}
+ERROR_CHARS = 500  # of the services' own words kept in a failure
+
+
+class AppriseTarget(Target):
+    kind = "apprise"
+
+    def __init__(self, name: str, spec: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+        super().__init__(name, spec, environ)
+        self._apprise = apprise.Apprise()
+        self._secrets: list[str] = []
+        for index, url in enumerate(spec["urls"]):
+            where = f"notifications.targets.{name}.urls[{index}]"
+            expanded = expand_env(url, environ, where)
+            service = apprise.Apprise.instantiate(expanded)
+            if not service:
+                raise NotifyError(f"{where}: Apprise cannot use this URL (unknown scheme or missing fields): "
+                                  f"{_masked(url)}")
+            self._apprise.add(service)
+            self._secrets += [s for s in (getattr(service, "password", None), *_env_values(url, environ)) if s]
+
+    def describe(self) -> list[str]:
+        return [service.url(privacy=True) for service in self._apprise]
+
+    def deliver(self, message: Message, timeout_s: float) -> None:
+        try:
+            result = self._apprise.notify(body=message.body or message.title, title=message.title,
+                                          notify_type=_TYPES.get(message.level, apprise.NotifyType.INFO),
+                                          timeout=timeout_s)
+        except Exception as exc:  # a plugin's own bug must be a failed delivery, not a dead notifier
+            raise NotifyError(self._scrub(f"{type(exc).__name__}: {exc}")) from None
+        if result:
+            return
+        failed = [service for service in result if not service]
+        words = "; ".join(f"{service.name} {service.url}: " + " / ".join(e.message for e in service.logs())
+                          for service in failed) or f"Apprise: {result.status.name.lower()}"
+        raise NotifyError(self._scrub(words)[:ERROR_CHARS])
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "****")
+        return text
+
+
+def _env_values(url: str, environ: Mapping[str, str]) -> list[str]:
+    """The values `${NAME}` brought into `url`: secrets by construction, never shown."""
+    return [environ[name] for name in ENV_REF.findall(url) if name in environ]
+
+
+def _masked(url: str) -> str:
+    """A URL Apprise refused, shown without what could be a password (`user:****@host`)."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if at and ":" in credentials:
+        credentials = credentials.split(":", 1)[0] + ":****"
+    return f"{scheme}{sep}{credentials}{at}{host}"

@@ -1,0 +1,62 @@
+"""What a notification target kind is, and how one fails.
+
+Why an interface: the engine reaches people through many services (chat, paging, mail, webhooks), and
+whatever library sends to them is synchronous, slow and fallible. A target kind is therefore reduced to
+one blocking call, `deliver`, that either returns (delivered) or raises `NotifyError` with a message that
+is safe to store. The notifier owns everything else (grouping, retries, the outbox, events, metrics) and
+runs `deliver` in its own threads with a timeout, so no kind can block the event loop or a remediation.
+One file per kind in this folder; `KINDS` in `engine/notify/__init__.py` maps the config's `kind` to it.
+"""
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+LEVELS = ("info", "success", "warning", "failure")  # how a service may colour a message
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class NotifyError(Exception):
+    """A target that cannot be built or a delivery that failed; the message names no secret."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message as a person reads it: `level` is one of LEVELS."""
+
+    title: str
+    body: str
+    level: str = "info"
+
+
+class Target(ABC):
+    """One configured target (`notifications.targets.NAME`) of one kind, built from its config `spec`;
+    `environ` fills `${VAR}` references (NotifyError for a spec it cannot use)."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, spec: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+        self.name = name
+
+    @abstractmethod
+    def deliver(self, message: Message, timeout_s: float) -> None:
+        """Send `message` now, blocking for at most about `timeout_s`; NotifyError when it did not arrive."""
+
+    @abstractmethod
+    def describe(self) -> list[str]:
+        """Where it sends, with passwords and tokens masked: what logs and events may show."""
+
+
+def expand_env(text: str, environ: Mapping[str, str], where: str) -> str:
+    """`text` with each `${NAME}` replaced from `environ` (secrets stay out of aios.yaml); NotifyError
+    naming the variable and `where` when one is unset."""
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise NotifyError(f"{where}: the environment variable {name} is not set")
+        return environ[name]
+
+    return ENV_REF.sub(value, text)
