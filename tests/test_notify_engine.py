@@ -71,3 +71,21 @@ async def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
             return False
         await asyncio.sleep(0.05)
     return True
+
+
+def test_a_reload_applies_new_targets_and_refuses_a_url_it_cannot_use(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.delenv("AIOS_TEST_NO_SUCH_VAR", raising=False)
+
+    async def body(engine: Engine, http: aiohttp.ClientSession) -> None:
+        assert engine.notifier.targets == {}
+        config = tmp_path / "aios.yaml"
+        config.write_text(config.read_text() + "notifications:\n  targets:\n    team: {urls: ['json://127.0.0.1:9/x']}\n")
+        result = await engine.reload()
+        assert result["config"] == "reloaded" and "notifications" not in result["restart_needed_for"]
+        assert list(engine.notifier.targets) == ["team"]
+        config.write_text(config.read_text().replace("json://127.0.0.1:9/x", "json://${AIOS_TEST_NO_SUCH_VAR}/x"))
+        result = await engine.reload()
+        assert result["config"] == "rejected" and "AIOS_TEST_NO_SUCH_VAR is not set" in result["errors"][0]
+        assert list(engine.notifier.targets) == ["team"] and "${" not in str(engine.config.raw["notifications"])
+
+    run_engine(tmp_path, body)
