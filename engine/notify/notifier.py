@@ -163,7 +163,7 @@ class Notifier:
         if gathering is None:
             if len(self.pending) >= self.settings.queue_max:
                 self.dropped += 1
-                self._on_outcome(target, "dropped")
+                self._on_outcome(target if target in self.targets else "unknown", "dropped")
                 log.warning("notification dropped: the queue is full", extra={
                     "target": target, "problem": problem, "queue_max": self.settings.queue_max})
                 return
@@ -260,8 +260,8 @@ class Notifier:
         final = target is None or item.attempt > self.settings.attempts
         data = {**base, "error": error, "final": final}
         if final:
-            self._forget(item)
-            self._on_outcome(item.target, "gave_up")
+            self._forget(item)  # an unknown name (a step may template one) must not become a metric label
+            self._on_outcome(item.target if target is not None else "unknown", "gave_up")
         else:
             item.due = self._clock() + self.settings.delay_s(item.attempt)
             data["retry_at"] = format_ts(item.due)
