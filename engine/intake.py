@@ -33,10 +33,11 @@ class Intake:
             events = await asyncio.to_thread(self.validator.normalize_batch, batch, source, external)
         return await self._store_and_publish(events, external)
 
-    async def submit_one(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """Store and publish one of the engine's own events (reserved types allowed); returns it as stored."""
-        event = self.validator.normalize(raw, raw.get("source", "engine"), external=False)
-        await self._store_and_publish([event], external=False)
+    async def submit_one(self, raw: dict[str, Any], external: bool = False) -> dict[str, Any]:
+        """Store and publish one event; returns it as stored. The engine's own by default (reserved types
+        allowed); `external` checks it as an outside event (an operator's fields for a manual trigger)."""
+        event = self.validator.normalize(raw, raw.get("source", "api" if external else "engine"), external=external)
+        await self._store_and_publish([event], external=external)
         return event
 
     async def _store_and_publish(self, events: list[dict[str, Any]], external: bool) -> AppendResult:

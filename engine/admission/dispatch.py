@@ -132,6 +132,7 @@ class Dispatcher:
         return outcome
 
     async def _set_aside(self, job: Job, aside: SetAside) -> None:
+        job.extra["set_aside"] = {"reason": aside.reason, "detail": aside.detail}  # for a caller that answers
         redecision = job.extra.get("redecision")
         if aside.event_type:
             await self.emitter.emit(aside.event_type, aside.data, job.event, "warning")

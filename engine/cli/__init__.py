@@ -28,6 +28,14 @@ COMMANDS = {
     "tune": "tune",
     "config": "config_check",
     "chaos": "chaos",
+    "controls": "controls",
+    "silence": "controls",
+    "pause": "controls",
+    "resume": "controls",
+    "playbook": "controls",
+    "agent": "controls",
+    "budget": "controls",
+    "breaker": "controls",
 }
 
 
@@ -57,9 +65,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aios-engine", description="Self-healing rule engine for AI agents.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     first = next((a for a in argv or () if not a.startswith("-")), None)
-    for name, module_name in COMMANDS.items():
-        if first in COMMANDS and name != first:
-            continue
+    wanted = [COMMANDS[first]] if first in COMMANDS else COMMANDS.values()
+    for module_name in dict.fromkeys(wanted):  # a module may hold a group of commands: registered once
         importlib.import_module(f"engine.cli.{module_name}").register(sub)
     return parser
 

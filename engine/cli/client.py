@@ -43,10 +43,11 @@ class Client:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         return self._send(urllib.request.Request(self.base + path + query, method="GET"))[1]
 
-    def post(self, path: str, body: Any = None, params: list[tuple[str, str]] | None = None) -> tuple[int, Any]:
+    def post(self, path: str, body: Any = None, params: list[tuple[str, str]] | None = None,
+             method: str = "POST") -> tuple[int, Any]:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         data = orjson.dumps(body) if body is not None else b""
-        request = urllib.request.Request(self.base + path + query, data=data, method="POST",
+        request = urllib.request.Request(self.base + path + query, data=data, method=method,
                                          headers={"Content-Type": "application/json"})
         return self._send(request)
 

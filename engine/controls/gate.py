@@ -43,7 +43,7 @@ class Controls:
         self.windows = list(windows)
         self._emit = emit
         self._new_id = new_id
-        self._clock = clock
+        self.clock = clock
         self.max_silences = max_silences
         self.default_silence_s = default_silence_s
         self._selectors: dict[str, Selector] = {sid: _selector(s) for sid, s in self.state.silences.items()}
@@ -55,7 +55,7 @@ class Controls:
               agents: Iterable[str], would: str) -> SetAside | None:
         """Why a decision must be set aside now by an operator's control (None: none holds it).
         `would` says what would have run, for a paused engine's record."""
-        now = self._clock()
+        now = self.clock()
         pause = self.state.pause
         if pause is not None and pause.active(now):
             return SetAside("paused", f"automation paused by {pause.by}: {pause.reason}; would run {would}",
@@ -76,14 +76,14 @@ class Controls:
     def disabled(self, playbook_id: str) -> tuple[str, float | None] | None:
         """(detail, until) while `playbook_id` is disabled at run time; None otherwise."""
         hold = self.state.disabled.get(playbook_id)
-        if hold is None or not hold.active(self._clock()):
+        if hold is None or not hold.active(self.clock()):
             return None
         until = "until enabled" if hold.until is None else f"until {format_ts(hold.until)}"
         return f"disabled by {hold.by} {until}: {hold.reason}", hold.until
 
     # -- changes -----------------------------------------------------------------------------------
     async def add_silence(self, body: Any, by: str) -> Silence:
-        now = self._clock()
+        now = self.clock()
         if len(self.state.silences) >= self.max_silences:
             raise ControlConflict(f"{len(self.state.silences)} silences are held (controls.max_silences); "
                                   "expire some first")
@@ -105,7 +105,7 @@ class Controls:
 
     async def pause(self, body: Any, by: str) -> Hold:
         body = checked("pause", body)
-        now = self._clock()
+        now = self.clock()
         hold = Hold(now, ends(body, now), body["reason"], by)
         await self._emit("control.paused", {"by": by, "reason": hold.reason, "pause": hold.view()}, None)
         self.state.pause = hold
@@ -124,7 +124,7 @@ class Controls:
 
     async def disable(self, playbook_id: str, body: Any, by: str) -> Hold:
         body = checked("disable", body)
-        now = self._clock()
+        now = self.clock()
         hold = Hold(now, ends(body, now), body["reason"], by)
         await self._emit("control.playbook_disabled", {"by": by, "reason": hold.reason, "playbook": playbook_id,
                                                        "disable": hold.view()}, None)
@@ -146,7 +146,7 @@ class Controls:
     # -- time ----------------------------------------------------------------------------------------
     async def tick(self) -> None:
         """End what has lapsed and announce maintenance windows opening and closing (every few seconds)."""
-        now = self._clock()
+        now = self.clock()
         for silence in [s for s in self.state.silences.values() if now >= s.ends_at]:
             await self._end_silence(silence, "timer", "ended")
         if self.state.pause is not None and not self.state.pause.active(now):
@@ -172,7 +172,7 @@ class Controls:
 
     async def _end_silence(self, silence: Silence, by: str, reason: str) -> None:
         await self._emit("control.silence_expired", {"by": by, "reason": reason, "lifts": [f"silenced:{silence.id}"],
-                                                     "silence": silence.view(self._clock())}, None)
+                                                     "silence": silence.view(self.clock())}, None)
         self.state.silences.pop(silence.id, None)
         self._selectors.pop(silence.id, None)
         await self._save()
@@ -185,12 +185,12 @@ class Controls:
 
     async def _save(self) -> None:
         async with self._saving:  # one writer at a time: the file holds the latest state, never an older one
-            data = self.state.to_bytes(self._clock())
+            data = self.state.to_bytes(self.clock())
             await asyncio.to_thread(save_state, self.path, data)
 
     # -- views ---------------------------------------------------------------------------------------
     def view(self) -> dict[str, Any]:
-        now = self._clock()
+        now = self.clock()
         pause = self.state.pause
         return {"paused": pause.view() if pause is not None and pause.active(now) else None,
                 "silences": sorted((s.view(now) for s in self.state.silences.values()), key=lambda s: s["ends_at"]),

@@ -163,6 +163,21 @@ async def _read_body(request: web.Request, coding: str) -> bytes | web.Response:
     return refusal
 
 
+async def read_json(request: web.Request, empty: Any = None) -> Any:
+    """A small JSON request body (`empty` when there is none); the refusal (415, 400, 408) as a Response."""
+    if request.body_exists and request.content_type != "application/json":
+        return error(415, f"Content-Type must be application/json, not {request.content_type!r}")
+    body = await _read_body(request, "")
+    if isinstance(body, web.Response):
+        return body
+    if not body.strip():
+        return empty
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return error(400, f"the body is not JSON: {exc}", pointer="")
+
+
 def _flag(request: web.Request, name: str) -> bool:
     value = request.query.get(name, "").lower()
     if value not in ("", "0", "1", "false", "true", "no", "yes"):
@@ -265,13 +280,11 @@ async def post_feedback(request: web.Request) -> web.Response:
     """A label: `{"event": ID, "label": bool}` or `{"agent": A, "at": T, "label": true}` (docs/score.md)."""
     if request.content_type != "application/json":
         return error(415, f"Content-Type must be application/json, not {request.content_type!r}")
-    body = await _read_body(request, "")
+    body = await read_json(request)
     if isinstance(body, web.Response):
         return body
     try:
-        record = await request.app[ENGINE].feedback(orjson.loads(body))
-    except orjson.JSONDecodeError as exc:
-        return error(400, f"the body is not JSON: {exc}", pointer="")
+        record = await request.app[ENGINE].feedback(body)
     except FeedbackError as exc:
         return error(400, str(exc), pointer=exc.pointer)
     return json_response({"label": record}, 201)
@@ -344,12 +357,18 @@ def build_app(engine: EngineAPI) -> web.Application:
     app.router.add_get("/api/runs", get_runs)
     app.router.add_get("/api/runs/{run_id}", get_run)
     app.router.add_post("/api/runs/{run_id}/rollback", post_rollback)
+    from engine.service.api_runs import add_run_controls  # noqa: PLC0415 - it imports this module's helpers
+
+    add_run_controls(app)  # cancel, rerun, approve, deny; /api/approvals
     app.router.add_post("/api/reload", post_reload)
     app.router.add_post("/api/compact", post_compact)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/login", get_login)
     app[HUB] = engine.hub
     app.router.add_get("/ws", websocket)
+    from engine.service.api_controls import add_control_routes  # noqa: PLC0415 - it imports this module's helpers
+
+    add_control_routes(app)
     add_pages(app)
     app.router.add_route("*", "/api/{tail:.*}", api_not_found)
     return app

@@ -33,6 +33,7 @@ from engine.bus import Bus
 from engine.config import Config, ConfigError, load_config, server_problems
 from engine.controls.gate import Controls
 from engine.controls.maintenance import windows_from_config
+from engine.controls.manual import ManualActions
 from engine.deciding import Decider
 from engine.durations import parse_duration
 from engine.emitter import EngineEmitter
@@ -156,6 +157,10 @@ class Engine:
         self.dispatcher = Dispatcher(emitter=self.emitter, declared=lambda: declared, breaker=breaker, budget=budget,
                                      loop=loop, limiter=AsideLimiter(clock), opens_problem=self.book.opened_by,
                                      controls=self.controls)
+        self.manual = ManualActions(dispatcher=self.dispatcher, controls=self.controls, declared=lambda: declared,
+                                    playbooks=lambda pid: self.registry.playbooks.get(pid),
+                                    submit=lambda raw: self.intake.submit_one(raw, external=True),
+                                    events_dir=self.events_dir)
         self.reactor = Reactor(ReactorDeps(
             data_dir=self.data_dir, emit=self.dispatcher.emit_run_event, agents=self.supervisor,
             wait_for=self.watcher.wait_for, compact=self.compact, actions=ACTIONS,

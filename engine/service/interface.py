@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from engine.controls.gate import Controls
+    from engine.controls.manual import ManualActions
     from engine.config import Config
     from engine.intake import Intake
     from engine.live.hub import Hub
+    from engine.reactor.controls import RunControls
     from engine.reactor.records import RunStore
     from engine.service.metrics import Metrics
 
@@ -27,7 +30,10 @@ class EngineAPI(Protocol):
     metrics: Metrics
     events_dir: Path
     runs: RunStore
+    run_controls: RunControls  # cancel, rerun, approve/deny (engine/reactor/controls.py)
     hub: Hub  # the /ws fan-out (engine/live)
+    controls: Controls  # silences, pause, runtime disables, maintenance windows (engine/controls)
+    manual: ManualActions  # manual restarts and triggers, budget and breaker resets
 
     def overloaded(self) -> tuple[str, int] | None:
         """(why, retry after seconds) while more events wait to be decided than `server.max_undecided`;
