@@ -18,7 +18,6 @@ from engine.admission.announce import AsideLimiter, set_aside_data
 from engine.admission.guards import Budget, CircuitBreaker, LoopGuard, SetAside
 from engine.admission.priorities import decision_priority
 from engine.admission.scheduler import ACCEPTED, Job, Scheduler
-from engine.controls.gate import Controls
 from engine.emitter import EngineEmitter
 from engine.playbooks import matcher
 from engine.playbooks.model import Playbook, Step
@@ -47,6 +46,8 @@ def _matcher_detail(aside: matcher.SetAside) -> str:
         return "the playbook ran for this key within its throttle window"
     if aside.kind == "sustained":
         return f"{aside.reason.split(' ', 1)[1]} matches of its sustained count so far"
+    if aside.detail:
+        return aside.detail
     if aside.kind == "disabled":
         return aside.reason if aside.reason != "disabled" else "the playbook is disabled (enabled: false)"
     return aside.reason
@@ -87,10 +88,8 @@ class Dispatcher:
     def __init__(self, *, emitter: EngineEmitter, breaker: CircuitBreaker, budget: Budget, loop: LoopGuard,
                  declared: Callable[[], Collection[str]], scheduler: Scheduler | None = None,
                  limiter: AsideLimiter | None = None,
-                 opens_problem: Callable[[dict[str, Any]], bool] = lambda event: False,
-                 controls: Controls | None = None) -> None:
+                 opens_problem: Callable[[dict[str, Any]], bool] = lambda event: False) -> None:
         self.emitter = emitter
-        self.controls = controls  # the operators' holds, asked before the guards (not for manual jobs)
         self.limiter = limiter or AsideLimiter(time.time)
         self.opens_problem = opens_problem  # the event opened a problem: its answers are never held back
         self.breaker = breaker
@@ -114,13 +113,6 @@ class Dispatcher:
         """Guards, then the scheduler, for a job built by the caller (a recovered run keeps its run id)."""
         assert self.scheduler is not None
         playbook, event = job.playbook, job.event
-        if self.controls is not None and not job.extra.get("manual"):
-            held = self.controls.check(playbook.id, playbook.labels, event,
-                                       touched_agents(event, target_agents(playbook, event)),
-                                       would=f"{playbook.id} at {job.priority}")
-            if held is not None:
-                await self._set_aside(job, held)
-                return "set_aside"
         aside, touched = check_guards(playbook, event, job.key, self.declared(), self.loop, self.breaker, self.budget)
         if aside is not None:
             await self._set_aside(job, aside)

@@ -5,8 +5,9 @@ heartbeat), caused by a stored `control.agent_restart` event naming who asked an
 circuit breaker and the agent's remediation budget apply, the run has a record, a snapshot and a place
 in the problem's timeline. `trigger PLAYBOOK` runs a loaded playbook now for a stored event or for fields
 given by hand (stored first, as an outside event), without its `when`, sustained or throttle: the person
-asked. Silences, maintenance windows and the pause hold automation, not a person's own request: manual jobs
-pass them (`extra.manual`). Budget and breaker resets are here too: they undo what the guards counted.
+asked. Silences, maintenance windows and the pause hold automation, not a person's own request: they are
+asked by the matcher, which manual jobs never pass through. Budget and breaker resets are here too: they
+undo what the guards counted.
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ class ManualActions:
         cause = await self.controls.audit("control.agent_restart", {"by": by, "reason": reason, "agent": name}, name)
         key = (MANUAL_RESTART.id, orjson.dumps([name]).decode())
         return await self._dispatch(Job(MANUAL_RESTART, cause, MANUAL_RESTART.priority or "P1", key,
-                                        extra={"manual": True, "by": by}))
+                                        extra={"by": by}))
 
     async def trigger(self, playbook_id: str, body: Any, by: str) -> dict[str, Any]:
         """Run `playbook_id` now for a stored event (`event`) or for new `fields`; its decision."""
@@ -76,7 +77,7 @@ class ManualActions:
         await self.controls.audit("control.triggered", {"by": by, "reason": body["reason"], "playbook": playbook_id,
                                                         "cause": cause["id"]}, cause.get("agent"))
         job = Job(playbook, cause, decision_priority(playbook.priority, cause),
-                  (playbook.id, key_text(playbook, cause)), extra={"manual": True, "by": by})
+                  (playbook.id, key_text(playbook, cause)), extra={"by": by})
         return await self._dispatch(job)
 
     def _stored(self, event_id: str) -> dict[str, Any]:

@@ -71,6 +71,7 @@ class SetAside:
     key: str = "[]"
     retry_at: float | None = None
     playbook: Playbook | None = field(default=None, repr=False, compare=False)
+    detail: str = ""  # a hold's own sentence (who silenced or paused, until when)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +129,21 @@ def _best_first(candidate: tuple[Playbook, str]) -> tuple[float, str]:
     return -candidate[0].confidence, candidate[0].id
 
 
+# (playbook, event) -> (reason code, detail, retry_at) when something holds what would run (a silence, the
+# pause, a maintenance window, an inhibition), else None
+Hold = Callable[[Playbook, dict[str, Any]], tuple[str, str, float | None] | None]
+
+
 class Matcher:
     """Decides what each event triggers. Not thread-safe: feed it from one thread (the engine loop)."""
 
     def __init__(self, index: Index, clock: Callable[[], float] = time.time,
-                 disabled: Callable[[str], tuple[str, float | None] | None] | None = None) -> None:
+                 disabled: Callable[[str], tuple[str, float | None] | None] | None = None,
+                 hold: Hold | None = None) -> None:
         self._index = index
         self._clock = clock
         self._disabled = disabled  # runtime disables (engine/controls): (detail, until) while one holds
+        self._hold = hold  # operators' holds and inhibitions, asked for what would run, before it fires
         self._seen: dict[str, Windows[deque[float]]] = {}  # sustained, per playbook id: recent match times
         self._fired: dict[str, Windows[float]] = {}  # throttle, per playbook id: last time fired
         self.evictions: dict[str, int] = {"sustained": 0, "throttle": 0}  # live windows the caps pushed out
@@ -189,9 +197,16 @@ class Matcher:
             winner = exclusive[0][0].id
             aside.extend(SetAside(p.id, "outranked", f"lower confidence than {winner}", p.confidence, key, None, p)
                          for p, key in exclusive[1:])
-        decisions = tuple(self._fire(playbook, key, event, now) for playbook, key in running)
+        decisions = []
+        for playbook, key in running:
+            held = self._hold(playbook, event) if self._hold is not None else None
+            if held is None:
+                decisions.append(self._fire(playbook, key, event, now))
+            else:  # not fired: its throttle and sustained count are untouched, so it may run when the hold ends
+                aside.append(SetAside(playbook.id, held[0], held[0], playbook.confidence, key, held[2], playbook,
+                                      held[1]))
         aside.sort(key=lambda s: (-s.confidence, s.playbook_id))
-        return Match(event_id, event_type, decisions, tuple(aside))
+        return Match(event_id, event_type, tuple(decisions), tuple(aside))
 
     def _hold_back(self, playbook: Playbook, key: str, now: float, count: bool = True) -> tuple[str | None, float | None]:
         """Why `playbook` cannot run now (after counting this match toward `sustained`, unless not `count`),

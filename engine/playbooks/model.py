@@ -32,6 +32,18 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
+class Inhibitor:
+    """What holds a playbook off (`inhibited_by`): an open problem of kind `problem`, or an `event` of that
+    type matching `where` stored within `within_s`; `same` fields must be equal in it and the decided event."""
+
+    problem: str | None = None
+    event: str | None = None
+    where: tuple[Condition, ...] = ()
+    within_s: float = 0.0
+    same: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Sustained:
     count: int
     within_s: float
@@ -86,6 +98,7 @@ class Playbook:
     snapshot: tuple[str, ...] = ()
     steps: tuple[Step, ...] = ()
     rollback: tuple[Step, ...] = ()
+    inhibited_by: tuple[Inhibitor, ...] = ()
     file: str = "<memory>"
     loc: Loc | None = None
 
@@ -163,6 +176,9 @@ def playbook_from(raw: dict[str, Any], file: str = "<memory>", loc: Loc | None =
         snapshot=tuple(raw.get("snapshot") or ()),
         steps=tuple(_step(s, i, "step") for i, s in enumerate(raw.get("steps") or ())),
         rollback=tuple(_step(s, i, "rollback") for i, s in enumerate(raw.get("rollback") or ())),
+        inhibited_by=tuple(Inhibitor(i.get("problem"), i.get("event"), conditions_from(i.get("where")),
+                                     parse_duration(i["within"]) if "within" in i else 0.0, tuple(i.get("same") or ()))
+                           for i in raw.get("inhibited_by") or ()),
         file=file,
         loc=loc,
     )

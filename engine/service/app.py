@@ -24,7 +24,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.actions import ACTIONS
 from engine.admission.announce import AsideLimiter
-from engine.admission.dispatch import Dispatcher
+from engine.admission.dispatch import Dispatcher, target_agents, touched_agents
+from engine.admission.priorities import decision_priority
 from engine.admission.guards import guards_from_config
 from engine.admission.scheduler import Job, Scheduler
 from engine.agents.supervisor import Supervisor
@@ -32,6 +33,7 @@ from engine.background import Background
 from engine.bus import Bus
 from engine.config import Config, ConfigError, load_config, server_problems
 from engine.controls.gate import Controls
+from engine.controls.inhibit import Inhibitions
 from engine.controls.maintenance import windows_from_config
 from engine.controls.manual import ManualActions
 from engine.deciding import Decider
@@ -47,6 +49,7 @@ from engine.notify.notifier import Notifier
 from engine.pipeline.base import PipelineContext
 from engine.pipeline.runner import run_pipeline
 from engine.playbooks.matcher import Decision, Matcher
+from engine.playbooks.model import Playbook
 from engine.playbooks.registry import Registry
 from engine.problems.book import Book, Problem
 from engine.problems.files import ProblemFiles
@@ -128,7 +131,8 @@ class Engine:
                                  emit=self._emit_control, new_id=self.validator.new_id, clock=clock,
                                  max_silences=controls_cfg["max_silences"],
                                  default_silence_s=parse_duration(controls_cfg["default_silence"]))
-        self.matcher = Matcher(self.registry.index, clock, disabled=self.controls.disabled)
+        self.inhibitions = Inhibitions()
+        self.matcher = Matcher(self.registry.index, clock, disabled=self.controls.disabled, hold=self._held)
         problems_cfg = config.raw["problems"]
         self.kinds = KindRegistry(self.rules_dir)
         self.book = Book(self.kinds.kinds, emit=self._emit_problem, new_id=self.validator.new_id, clock=clock,
@@ -155,8 +159,7 @@ class Engine:
         declared = frozenset(config.agents)
         loop, breaker, budget = guards_from_config(reactor_cfg, clock)
         self.dispatcher = Dispatcher(emitter=self.emitter, declared=lambda: declared, breaker=breaker, budget=budget,
-                                     loop=loop, limiter=AsideLimiter(clock), opens_problem=self.book.opened_by,
-                                     controls=self.controls)
+                                     loop=loop, limiter=AsideLimiter(clock), opens_problem=self.book.opened_by)
         self.manual = ManualActions(dispatcher=self.dispatcher, controls=self.controls, declared=lambda: declared,
                                     playbooks=lambda pid: self.registry.playbooks.get(pid),
                                     submit=lambda raw: self.intake.submit_one(raw, external=True),
@@ -176,7 +179,8 @@ class Engine:
         self.run_controls = RunControls(self.reactor, self.scheduler, self.dispatcher,
                                         lambda pid: self.registry.playbooks.get(pid), self.dispatcher.emit_run_event)
         self.decider = Decider(self.bus.subscribe("engine", "*", policy="lossless"), self.matcher, self._dispatch,
-                               (self.watcher.feed, self._observe, self.book.fold, self._score_event),
+                               (self.watcher.feed, self._observe, self.book.fold, self.inhibitions.observe,
+                                self._score_event),
                                announce=self.dispatcher.announce_set_aside,
                                opens_problem=lambda event: bool(self.book.kinds.opening(event)))
         self.weekly_hooks: list[Callable[[], Awaitable[Any]]] = [self._tune_weekly]
@@ -206,6 +210,7 @@ class Engine:
         self.background.spawn(self.notifier.run(), "notifier")
         outcome = await asyncio.to_thread(self.registry.reload)
         self.matcher.index = self.registry.index
+        self.inhibitions.set_playbooks(self.registry.playbooks)
         await self._flush_later()
         log.info("rules loaded", extra={"loaded": len(outcome.loaded), "rejected": list(outcome.rejected)})
         resumable = await self.reactor.recover()
@@ -246,6 +251,7 @@ class Engine:
         types = self.book.folded_types()
         missed = await asyncio.to_thread(lambda: list(read_events(self.events_dir, since=since, types=types)))
         self.book.restarted(loaded, missed)
+        self.inhibitions.seed((p.id, p.kind, p.subject) for p in self.book.problems(open_only=True))
         log.info("problems loaded", extra={"open": len(self.book.open), "resolved": len(self.book.resolved),
                                            "caught_up": len(missed)})
 
@@ -387,6 +393,15 @@ class Engine:
     async def _emit_raw(self, event: dict[str, Any]) -> dict[str, Any]:
         return await self.intake.submit_one(event)
 
+    def _held(self, playbook: Playbook, event: dict[str, Any]) -> tuple[str, str, float | None] | None:
+        """What holds a run the matcher would start: an operator's control, else the playbook's inhibition."""
+        would = f"{playbook.id} at {decision_priority(playbook.priority, event)}"
+        held = self.controls.check(playbook.id, playbook.labels, event,
+                                   touched_agents(event, target_agents(playbook, event)), would)
+        if held is None and playbook.inhibited_by:
+            held = self.inhibitions.check(playbook, event, self.clock())
+        return None if held is None else (held.reason, held.detail, held.retry_at)
+
     async def _emit_control(self, type_: str, data: dict[str, Any], agent: str | None) -> dict[str, Any]:
         """A control's audit event (engine.controls), logged too: who paused, silenced, reset what, and why."""
         story.warning(type_, extra={"agent": agent, "data": data})
@@ -450,6 +465,7 @@ class Engine:
                 self.book.set_kinds(self.kinds.kinds)
             if outcome.changed:
                 self.matcher.index = self.registry.index
+                self.inhibitions.set_playbooks(self.registry.playbooks)
             if outcome.changed or kinds_changed:
                 self.book.rules_changed()
                 log.info("rules reloaded", extra={"loaded": list(outcome.loaded), "rejected": list(outcome.rejected),
