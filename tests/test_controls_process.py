@@ -8,7 +8,6 @@ import subprocess
 import time
 
 from conftest import CLI, ROOT
-from process_harness import coder_engine  # noqa: F401 - the fixture
 
 RESTART = "restart-down-agent"
 

@@ -208,7 +208,8 @@ class Matcher:
         aside.sort(key=lambda s: (-s.confidence, s.playbook_id))
         return Match(event_id, event_type, tuple(decisions), tuple(aside))
 
-    def _hold_back(self, playbook: Playbook, key: str, now: float, count: bool = True) -> tuple[str | None, float | None]:
+    def _hold_back(self, playbook: Playbook, key: str, now: float,
+                   count: bool = True) -> tuple[str | None, float | None]:
         """Why `playbook` cannot run now (after counting this match toward `sustained`, unless not `count`),
         or None; and when that reason lapses, when known."""
         if not playbook.enabled:

@@ -25,8 +25,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from engine.actions import ACTIONS
 from engine.admission.announce import AsideLimiter
 from engine.admission.dispatch import Dispatcher, target_agents, touched_agents
-from engine.admission.priorities import decision_priority
 from engine.admission.guards import guards_from_config
+from engine.admission.priorities import decision_priority
 from engine.admission.scheduler import Job, Scheduler
 from engine.agents.supervisor import Supervisor
 from engine.background import Background
