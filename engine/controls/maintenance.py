@@ -8,7 +8,7 @@ before midnight runs on into the next day. While one is open, decisions it match
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,7 +33,9 @@ class Window:
         self._start, self._end, self._next = 0.0, 0.0, float("-inf")
 
     def _refresh(self, now: float) -> None:
-        here = datetime.fromtimestamp(now, self.zone)
+        # croniter leaves an occurrence exactly at its base out of both get_prev and get_next: a microsecond
+        # later, `now` itself counts as an opening when it is one
+        here = datetime.fromtimestamp(now, self.zone) + timedelta(microseconds=1)
         self._start = croniter(self.schedule, here).get_prev(datetime).timestamp()
         self._end = self._start + self.duration_s
         self._next = croniter(self.schedule, here).get_next(datetime).timestamp()
