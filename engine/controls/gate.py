@@ -49,6 +49,8 @@ class Controls:
         self._selectors: dict[str, Selector] = {sid: _selector(s) for sid, s in self.state.silences.items()}
         self._open: set[str] = {w.name for w in self.windows if w.open_until(clock()) is not None}
         self._saving = asyncio.Lock()
+        self._live: tuple[float, int, dict[str, Any]] = (float("-inf"), -1, {})
+        self.version = 0  # bumped on every change: the live view is rebuilt on a change, else once a second
 
     # -- asked per decision ------------------------------------------------------------------------
     def check(self, playbook_id: str, labels: Mapping[str, Any], event: Mapping[str, Any],
@@ -184,11 +186,23 @@ class Controls:
         await self._save()
 
     async def _save(self) -> None:
+        self.version += 1
         async with self._saving:  # one writer at a time: the file holds the latest state, never an older one
             data = self.state.to_bytes(self.clock())
             await asyncio.to_thread(save_state, self.path, data)
 
     # -- views ---------------------------------------------------------------------------------------
+    def live(self, limit: int = 50) -> dict[str, Any]:
+        """`view()` for the live state (read up to ten times a second): cached, at most `limit` silences."""
+        now = self.clock()
+        at, version, cached = self._live
+        if version != self.version or now - at >= 1.0:
+            cached = self.view()
+            cached["silences_total"] = len(cached["silences"])
+            cached["silences"] = cached["silences"][:limit]
+            self._live = (now, self.version, cached)
+        return cached
+
     def view(self) -> dict[str, Any]:
         now = self.clock()
         pause = self.state.pause

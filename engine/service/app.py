@@ -646,6 +646,7 @@ class Engine:
                 "queue": {"depth": self.scheduler.depth, "by_priority": self.scheduler.depth_by_priority(),
                           "running": list(runs)},
                 "runs": runs,
+                "controls": self.controls.live(),
                 "playbooks": {p["id"]: {"enabled": p["enabled"], "circuit": p["circuit"], "priority": p["priority"]}
                               for p in self.playbooks_view()["playbooks"]}}
 
