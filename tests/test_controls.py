@@ -3,14 +3,18 @@ runtime disables in the matcher, inhibition holding a playbook off and letting g
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
+from conftest import make_event
 from service_harness import run_engine, wait_for_event
 
+from engine.cli import main
 from engine.controls.gate import ControlConflict, Controls
 from engine.controls.maintenance import Window, maintenance_problems
 from engine.controls.model import ControlError
@@ -170,3 +174,26 @@ def test_an_open_problem_inhibits_a_playbook_and_its_resolution_lets_it_run_with
         assert ran["data"]["for"] == cause, "the inhibited decision ran once the outage resolved"
 
     run_engine(tmp_path, body)
+
+
+def test_replay_applies_the_silences_and_windows_of_the_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "restart.yaml").write_text(
+        "id: restart\non: agent.down\nsteps: [{id: r, action: restart_agent, with: {agent: '{agent}'}}]\n")
+    (tmp_path / "aios.yaml").write_text(
+        "agents: {coder: {command: [sleep, '1']}}\n"
+        "maintenance: {sunday: {schedule: '0 3 * * 0', duration: 1h, timezone: Europe/Berlin}}\n")
+    silence = {"id": "S1", "starts_at": "2026-01-01T10:00:00Z", "ends_at": "2026-01-01T11:00:00Z", "reason": "swap",
+               "by": "ann", "created_at": "2026-01-01T10:00:00Z", "agent": "coder", "state": "active"}
+    events = [make_event("C1", "2026-01-01T10:00:00Z", "control.silence_added", None, by="ann", reason="swap",
+                         silence=silence),
+              make_event("E1", "2026-01-01T10:30:00Z", "agent.down"),
+              make_event("E2", "2026-01-01T11:30:00Z", "agent.down"),
+              make_event("E3", "2026-01-04T02:30:00Z", "agent.down")]  # a Sunday, 03:30 in Berlin
+    (tmp_path / "events.ndjson").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    assert main(["replay", "--events", str(tmp_path / "events.ndjson"), "--rules", str(tmp_path / "rules"),
+                 "--config", str(tmp_path / "aios.yaml"), "--format", "json"]) == 0
+    records = {r["event"]: r for r in map(json.loads, capsys.readouterr().out.splitlines()[:-1])}
+    assert records["E1"]["playbook"] is None and records["E1"]["reason"] == "silenced:S1"
+    assert records["E2"]["playbook"] == "restart", "the silence had ended"
+    assert records["E3"]["reason"] == "maintenance:sunday"

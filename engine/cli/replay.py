@@ -5,8 +5,10 @@ Backtest: which playbook each stored event would trigger, sustained and throttle
 events' own times, then the live engine's guards (declared agents and `reactor` limits from the config,
 found as `lint` finds it) and coalescing, with run outcomes from the history; runs no action. `--events`
 takes an NDJSON file (or .gz) or a store directory (raw days and `archive/`); by default the data
-directory's `events/`, or with `--url` the running engine's store (`GET /api/events`). Rule files with
-errors are skipped (their lint lines on stderr) and the rest replayed. A summary ends the output.
+directory's `events/`, or with `--url` the running engine's store (`GET /api/events`). The operators' controls
+of the time apply too: the `control.*` events in the replayed store (silences, pauses, runtime disables),
+the config's maintenance windows and the playbooks' `inhibited_by`. Rule files with errors are skipped
+(their lint lines on stderr) and the rest replayed. A summary ends the output.
 """
 from __future__ import annotations
 
@@ -24,9 +26,12 @@ from engine.cli.client import Client
 from engine.cli.common import add_state_args, config_from, data_dir_from, parse_when
 from engine.cli.events import remote_events
 from engine.config import Config
+from engine.controls.gate import Controls
+from engine.controls.inhibit import Inhibitions
+from engine.controls.maintenance import windows_from_config
 from engine.playbooks.compiler import Index
 from engine.playbooks.lint import lint_paths
-from engine.playbooks.replay import Summary, json_records, replay, text_lines
+from engine.playbooks.replay import EventClock, Summary, json_records, replay, text_lines
 from engine.store.layout import Layout
 from engine.store.reader import EventFilter, read_events, read_ndjson
 
@@ -71,13 +76,24 @@ def _index(rules: Path, config: Config) -> Index:
     return Index(result.playbooks)
 
 
+async def _no_emit(type_: str, data: dict[str, Any], agent: str | None) -> dict[str, Any]:
+    raise AssertionError("a replay changes no control")  # pragma: no cover - fold() never emits
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     index = _index(Path(args.rules) if args.rules else config.rules_dir, config)
     summary = Summary(sorted(index.playbooks))
     out = sys.stdout
     admission = Admission(index, config.raw["reactor"], config.agents)
-    for event, match in replay(_events(args, config), index, summary, admission):
+    clock = EventClock()
+    controls = Controls(None, windows_from_config(config.raw["maintenance"]), emit=_no_emit, new_id=str,
+                        clock=clock)
+    inhibitions = Inhibitions()
+    inhibitions.set_playbooks(index.playbooks)
+    for event, match in replay(_events(args, config), index, summary, admission, hold=controls.holds(inhibitions),
+                               disabled=controls.disabled, observers=(controls.fold, inhibitions.observe),
+                               clock=clock):
         if args.format == "json":
             out.writelines(orjson.dumps(record).decode() + "\n" for record in json_records(match))
         else:

@@ -20,11 +20,16 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from engine.admission.dispatch import target_agents, touched_agents
 from engine.admission.guards import SetAside
+from engine.admission.priorities import decision_priority
+from engine.controls.inhibit import Inhibitions
 from engine.controls.maintenance import Window
 from engine.controls.model import ControlError, Hold, Selector, Silence, checked, ends
 from engine.controls.state import ControlState, load_state, save_state, state_path
 from engine.events import format_ts
+from engine.playbooks.matcher import HoldCheck
+from engine.playbooks.model import Playbook
 
 log = logging.getLogger("aios.controls")
 # emit(type, data, agent) -> the stored event
@@ -36,10 +41,11 @@ class ControlConflict(ControlError):
 
 
 class Controls:
-    def __init__(self, data_dir: Path, windows: Iterable[Window], *, emit: Emit, new_id: Callable[[], str],
+    def __init__(self, data_dir: Path | None, windows: Iterable[Window], *, emit: Emit, new_id: Callable[[], str],
                  clock: Callable[[], float], max_silences: int = 1000, default_silence_s: float = 3600.0) -> None:
-        self.path = state_path(data_dir)
-        self.state: ControlState = load_state(self.path)
+        """`data_dir` None: no file, the state comes only from `fold` (a replay of stored events)."""
+        self.path = state_path(data_dir) if data_dir is not None else None
+        self.state: ControlState = load_state(self.path) if self.path is not None else ControlState()
         self.windows = list(windows)
         self._emit = emit
         self._new_id = new_id
@@ -187,9 +193,45 @@ class Controls:
 
     async def _save(self) -> None:
         self.version += 1
+        if self.path is None:
+            return
         async with self._saving:  # one writer at a time: the file holds the latest state, never an older one
             data = self.state.to_bytes(self.clock())
             await asyncio.to_thread(save_state, self.path, data)
+
+    def fold(self, event: Mapping[str, Any]) -> None:
+        """Take a stored `control.*` event into the state without storing or saving anything: `replay` sees
+        the silences, pauses and disables of the time its events happened."""
+        type_, data = event.get("type"), event.get("data") or {}
+        try:
+            if type_ == "control.silence_added":
+                silence = Silence.from_view(data["silence"])
+                self.state.silences[silence.id] = silence
+                self._selectors[silence.id] = _selector(silence)
+            elif type_ == "control.silence_expired":
+                self.state.silences.pop(data["silence"]["id"], None)
+            elif type_ == "control.paused":
+                self.state.pause = Hold.from_view(data["pause"])
+            elif type_ == "control.resumed":
+                self.state.pause = None
+            elif type_ == "control.playbook_disabled":
+                self.state.disabled[data["playbook"]] = Hold.from_view(data["disable"])
+            elif type_ == "control.playbook_enabled":
+                self.state.disabled.pop(data["playbook"], None)
+        except (KeyError, TypeError, ValueError):  # a damaged record: replay goes on without it
+            log.warning("control event not understood", extra={"event": event.get("id"), "type": type_})
+
+    # -- asked by the matcher -------------------------------------------------------------------------
+    def holds(self, inhibitions: Inhibitions) -> HoldCheck:
+        """The matcher's `hold`: an operator's control, else the playbook's own inhibition (engine and replay)."""
+        def hold(playbook: Playbook, event: dict[str, Any]) -> tuple[str, str, float | None] | None:
+            would = f"{playbook.id} at {decision_priority(playbook.priority, event)}"
+            held = self.check(playbook.id, playbook.labels, event,
+                              touched_agents(event, target_agents(playbook, event)), would)
+            if held is None and playbook.inhibited_by:
+                held = inhibitions.check(playbook, event, self.clock())
+            return None if held is None else (held.reason, held.detail, held.retry_at)
+        return hold
 
     # -- views ---------------------------------------------------------------------------------------
     def live(self, limit: int = 50) -> dict[str, Any]:

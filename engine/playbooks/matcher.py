@@ -131,7 +131,7 @@ def _best_first(candidate: tuple[Playbook, str]) -> tuple[float, str]:
 
 # (playbook, event) -> (reason code, detail, retry_at) when something holds what would run (a silence, the
 # pause, a maintenance window, an inhibition), else None
-Hold = Callable[[Playbook, dict[str, Any]], tuple[str, str, float | None] | None]
+HoldCheck = Callable[[Playbook, dict[str, Any]], tuple[str, str, float | None] | None]
 
 
 class Matcher:
@@ -139,7 +139,7 @@ class Matcher:
 
     def __init__(self, index: Index, clock: Callable[[], float] = time.time,
                  disabled: Callable[[str], tuple[str, float | None] | None] | None = None,
-                 hold: Hold | None = None) -> None:
+                 hold: HoldCheck | None = None) -> None:
         self._index = index
         self._clock = clock
         self._disabled = disabled  # runtime disables (engine/controls): (detail, until) while one holds

@@ -9,17 +9,18 @@ time of the one before it. After the matcher, each decision goes through the liv
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.admission.backtest import Admission
 from engine.events import event_time
 from engine.playbooks.compiler import Index
-from engine.playbooks.matcher import Match, Matcher
+from engine.playbooks.matcher import HoldCheck, Match, Matcher
 
 KINDS = ("disabled", "sustained", "throttled", "outranked")  # the matcher's reasons
 GUARDS = ("budget", "circuit open", "unknown_agent", "loop", "coalesced")  # admission's: the scheduler's last
+HOLDS = ("paused", "maintenance", "silenced", "inhibited_by")  # controls: `silenced:<id>` counts as silenced
 
 
 @dataclass(slots=True)
@@ -42,7 +43,7 @@ class Summary:
         for decision in match.decisions:
             self.fired[decision.playbook_id] += 1
         for aside in match.set_aside:
-            self.suppressed.setdefault(aside.playbook_id, Counter())[aside.kind] += 1
+            self.suppressed.setdefault(aside.playbook_id, Counter())[aside.kind.split(":", 1)[0]] += 1
 
     def as_dict(self) -> dict[str, Any]:
         return {"events": self.events, "matched": self.matched, "triggering": self.triggering,
@@ -53,7 +54,7 @@ class Summary:
     def text(self) -> list[str]:
         """A table: one row per playbook, a column per kind of reason."""
         width = max([len("playbook"), *map(len, self.playbooks)])
-        columns = [(kind, max(10, len(kind))) for kind in (*KINDS, *GUARDS)]
+        columns = [(kind, max(10, len(kind))) for kind in (*KINDS, *HOLDS, *GUARDS)]
         lines = [f"{self.events} events, {self.matched} with candidates, {self.triggering} triggering "
                  f"events, {sum(self.fired.values())} runs",
                  f"{'playbook':<{width}}  {'fired':>7}" + "".join(f"  {kind:>{w}}" for kind, w in columns)]
@@ -64,14 +65,30 @@ class Summary:
         return lines
 
 
-def replay(events: Iterable[dict[str, Any]], index: Index, summary: Summary,
-           admission: Admission) -> Iterator[tuple[dict[str, Any], Match]]:
+class EventClock:
+    """The replay's clock: the time of the event being replayed, for what asks a clock (the controls)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def replay(events: Iterable[dict[str, Any]], index: Index, summary: Summary, admission: Admission, *,
+           hold: HoldCheck | None = None, disabled: Callable[[str], Any] | None = None,
+           observers: Iterable[Callable[[dict[str, Any]], None]] = (),
+           clock: EventClock | None = None) -> Iterator[tuple[dict[str, Any], Match]]:
     """Each event that has candidates, with what runs for it once admitted; every event is counted in `summary`.
-    `admission` learns from every event (the engine's records among them) before the matcher sees it."""
-    matcher = Matcher(index)
-    now = 0.0
+    `admission` and the `observers` (the controls folding `control.*` events, inhibitions folding problems)
+    learn from every event before the matcher sees it; `hold` and `disabled` are the engine's controls."""
+    matcher = Matcher(index, disabled=disabled, hold=hold)
+    observers = tuple(observers)
+    clock = clock or EventClock()
     for event in events:
-        now = event_time(event, now)
+        now = clock.now = event_time(event, clock.now)
+        for observe in observers:
+            observe(event)
         admission.observe(event, now)
         match = admission.admit(matcher.match(event, now), event)
         summary.add(match)

@@ -24,9 +24,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.actions import ACTIONS
 from engine.admission.announce import AsideLimiter
-from engine.admission.dispatch import Dispatcher, target_agents, touched_agents
+from engine.admission.dispatch import Dispatcher
 from engine.admission.guards import guards_from_config
-from engine.admission.priorities import decision_priority
 from engine.admission.scheduler import Job, Scheduler
 from engine.agents.supervisor import Supervisor
 from engine.background import Background
@@ -49,7 +48,6 @@ from engine.notify.notifier import Notifier
 from engine.pipeline.base import PipelineContext
 from engine.pipeline.runner import run_pipeline
 from engine.playbooks.matcher import Decision, Matcher
-from engine.playbooks.model import Playbook
 from engine.playbooks.registry import Registry
 from engine.problems.book import Book, Problem
 from engine.problems.files import ProblemFiles
@@ -132,7 +130,8 @@ class Engine:
                                  max_silences=controls_cfg["max_silences"],
                                  default_silence_s=parse_duration(controls_cfg["default_silence"]))
         self.inhibitions = Inhibitions()
-        self.matcher = Matcher(self.registry.index, clock, disabled=self.controls.disabled, hold=self._held)
+        self.matcher = Matcher(self.registry.index, clock, disabled=self.controls.disabled,
+                               hold=self.controls.holds(self.inhibitions))
         problems_cfg = config.raw["problems"]
         self.kinds = KindRegistry(self.rules_dir)
         self.book = Book(self.kinds.kinds, emit=self._emit_problem, new_id=self.validator.new_id, clock=clock,
@@ -392,15 +391,6 @@ class Engine:
 
     async def _emit_raw(self, event: dict[str, Any]) -> dict[str, Any]:
         return await self.intake.submit_one(event)
-
-    def _held(self, playbook: Playbook, event: dict[str, Any]) -> tuple[str, str, float | None] | None:
-        """What holds a run the matcher would start: an operator's control, else the playbook's inhibition."""
-        would = f"{playbook.id} at {decision_priority(playbook.priority, event)}"
-        held = self.controls.check(playbook.id, playbook.labels, event,
-                                   touched_agents(event, target_agents(playbook, event)), would)
-        if held is None and playbook.inhibited_by:
-            held = self.inhibitions.check(playbook, event, self.clock())
-        return None if held is None else (held.reason, held.detail, held.retry_at)
 
     async def _emit_control(self, type_: str, data: dict[str, Any], agent: str | None) -> dict[str, Any]:
         """A control's audit event (engine.controls), logged too: who paused, silenced, reset what, and why."""
