@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 
+import psutil
+
 from conftest import CLI, ROOT
 
 RESTART = "restart-down-agent"
@@ -113,3 +115,25 @@ def test_bad_control_requests_are_one_clear_line(coder_engine):
     for argv, message in BAD:
         outcome = cli(engine, *argv)
         assert outcome.returncode == 1 and message in outcome.stderr and outcome.stderr.count("\n") == 1, outcome
+
+
+def test_a_stopped_agent_stays_stopped_across_an_engine_restart_until_started(coder_engine):
+    engine = coder_engine()
+    pid = engine.wait_for(lambda: engine.agent_pids().get("coder"), 30, "coder running")
+    stopped = cli(engine, "agent", "stop", "coder", "--reason", "replacing its disk")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    agents = {a["name"]: a for a in engine.get("/api/agents")["agents"]}
+    assert agents["coder"]["state"] == "stopped" and engine.get("/api/health")["components"]["agents"]["state"] == "ok"
+    time.sleep(2.5)  # heartbeat interval 1 s: a stop is never reported as agent.down, and nothing restarts it
+    assert not engine.events("agent.down") and not runs_of(engine, RESTART)
+
+    engine.proc.terminate()
+    engine.proc.wait(30)
+    again = coder_engine()
+    time.sleep(1.5)
+    assert "coder" not in again.agent_pids(), "the next engine keeps it stopped"
+    started = cli(again, "agent", "start", "coder", "--reason", "disk replaced")
+    assert started.returncode == 0, started.stderr
+    again.wait_for(lambda: again.agent_pids().get("coder"), 30, "coder started again")
+    assert again.get("/api/controls")["stopped"] == {}

@@ -180,6 +180,12 @@ class LocalAgents:
             killed = await asyncio.to_thread(self._kill, old) if old else []
             return {**await self._start(name), "old_pid": old.pid if old else None, "killed": killed}
 
+    async def stop(self, name: str) -> list[int]:
+        """Kill the agent's whole tree and forget it (an operator's stop); the pids signalled."""
+        async with self._lock(name):
+            old = self._running.pop(name, None)
+            return await asyncio.to_thread(self._kill, old) if old else []
+
     async def signal(self, name: str, signal_name: str) -> dict[str, Any]:
         """Send a signal (`TERM`, `SIGHUP`…) to the agent's process; ProcessLookupError when it is not running."""
         sig = proctree.signal_from_name(signal_name)

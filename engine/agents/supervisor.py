@@ -131,11 +131,28 @@ class Supervisor:
     async def signal(self, name: str, signal_name: str) -> dict[str, Any]:
         return await self.local.signal(name, signal_name)
 
+    async def stop(self, name: str, by: str, reason: str) -> dict[str, Any]:
+        """An operator's stop: kill the tree, forget the pidfile, and report `agent.stopped` (not `agent.down`:
+        nothing is wrong, and no playbook should bring it back). It stays stopped until started again."""
+        agent = self._agents[name]
+        killed = await self.local.stop(name)
+        agent.down, agent.pidfile = {"reason": "stopped", "by": by, "why": reason}, None
+        async with self._pidfile_locks[name]:
+            await asyncio.to_thread(self._pidfile(name).unlink, missing_ok=True)
+        self._refresh_live()
+        await self._emit({"type": "agent.stopped", "source": SOURCE, "agent": name, "severity": "warning",
+                          "data": {"by": by, "reason": reason, "killed": killed}})
+        return {"agent": name, "killed": killed}
+
     # -- life cycle ------------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Adopt each declared agent its pidfile names, when that very process still runs; start the others.
-        An agent that cannot start is reported as `agent.down` with `reason: start_failed`."""
+    async def start(self, stopped: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """Adopt each declared agent its pidfile names, when that very process still runs; start the others,
+        except those an operator stopped (`stopped`: name -> who and why). An agent that cannot start is
+        reported as `agent.down` with `reason: start_failed`."""
         for name in self._agents:
+            if stopped and name in stopped:
+                self._agents[name].down = {"reason": "stopped", **stopped[name]}
+                continue
             record = await asyncio.to_thread(self._read_pidfile, name)
             if record and await self.local.adopt(name, record["pid"], record["create_time"], record["marker"]):
                 self._agents[name].restarts = record["restarts"]
@@ -269,6 +286,8 @@ class Supervisor:
         return agent
 
     def _state(self, agent: _Agent, now: float) -> str:
+        if agent.down is not None and agent.down.get("reason") == "stopped":
+            return "stopped"  # an operator's stop: not a fault (health stays ok)
         silent = now - agent.silent_since(now)
         if agent.down is not None or (not agent.declared and silent >= agent.interval_s * agent.misses):
             return "down"

@@ -6,7 +6,7 @@
     aios-engine pause [--for 30m] --reason R | resume [--reason R]
     aios-engine playbook disable ID [--for 1h] --reason R | playbook enable ID [--reason R]
     aios-engine playbook trigger ID (--event EVENT_ID | --type T [--agent A] [key=value…]) --reason R
-    aios-engine agent restart NAME [--reason R]
+    aios-engine agent restart|start NAME [--reason R] | agent stop NAME --reason R
     aios-engine budget reset AGENT --reason R | breaker reset PLAYBOOK [--key K] --reason R
 
 Controls live in the running engine (they take effect at once and are kept under its data/), so these
@@ -144,7 +144,12 @@ def _playbook(args: argparse.Namespace) -> int:
 
 
 def _agent(args: argparse.Namespace) -> int:
-    return _decided(_send(args, _path("agents", args.name, args.action), _with({}, args, "reason")))
+    answer = _send(args, _path("agents", args.name, args.action), _with({}, args, "reason"))
+    if args.action != "stop":
+        return _decided(answer)
+    print(f"stopped {answer['agent']} (killed {len(answer['killed'])} processes); it stays stopped until "
+          f"aios-engine agent start {answer['agent']}")
+    return 0
 
 
 def _budget(args: argparse.Namespace) -> int:
@@ -187,9 +192,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     playbook.add_argument("--agent", help="trigger: the new event's agent")
     playbook.add_argument("fields", nargs="*", metavar="key=value", help="trigger: the new event's data")
     playbook.set_defaults(trailing="fields")
-    agent = _command(sub, "agent", "restart an agent by hand, through the budget and breaker like a playbook",
+    agent = _command(sub, "agent", "restart, stop or start an agent by hand (restart and start go through the "
+                                   "budget and breaker like a playbook; stop holds it until start)",
                      _agent, reason=False)
-    agent.add_argument("action", choices=("restart",))
+    agent.add_argument("action", choices=("restart", "stop", "start"))
     agent.add_argument("name", metavar="NAME")
     budget = _command(sub, "budget", "forget the runs counted against an agent's remediation budget", _budget,
                       reason=True)

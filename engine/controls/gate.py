@@ -1,6 +1,7 @@
 """The operators' brakes, as the dispatcher and the matcher ask them (docs/controls.md).
 
-`check` answers for one decision, spending nothing, in this order: the global pause (`paused`: the
+`check` answers for one decision, spending nothing, in this order: an agent an operator stopped
+(`stopped:<agent>`: no playbook brings it back), the global pause (`paused`: the
 decision is still matched and stored with what would have run), an open maintenance window
 (`maintenance:<name>`), an active silence (`silenced:<id>`). Each answer carries `retry_at` when it is
 known, so the problem book decides the problem again when the hold ends, without a new event. `disabled`
@@ -69,6 +70,11 @@ class Controls:
             return SetAside("paused", f"automation paused by {pause.by}: {pause.reason}; would run {would}",
                             retry_at=pause.until)
         agents = tuple(agents)
+        stopped = next((a for a in agents if a in self.state.stopped), None)
+        if stopped is not None:
+            hold = self.state.stopped[stopped]
+            return SetAside(f"stopped:{stopped}", f"{stopped} was stopped by {hold.by}: {hold.reason} "
+                            f"(aios-engine agent start {stopped})")
         event_type = str(event.get("type", ""))
         for window in self.windows:
             until = window.open_until(now)
@@ -147,6 +153,25 @@ class Controls:
         await self._enabled(playbook_id, hold, by, reason or "enabled")
         return hold
 
+    async def stop_agent(self, name: str, reason: str, by: str) -> Hold:
+        """Record an operator's stop of `name` (the supervisor does the stopping): held until started."""
+        hold = Hold(self.clock(), None, reason, by)
+        await self._emit("control.agent_stop", {"by": by, "reason": reason, "agent": name, "stop": hold.view()}, name)
+        self.state.stopped[name] = hold
+        await self._save()
+        return hold
+
+    async def start_agent(self, name: str, reason: str, by: str) -> dict[str, Any]:
+        """End an operator's stop; the `control.agent_start` event (the start's cause)."""
+        hold = self.state.stopped.get(name)
+        if hold is None:
+            raise ControlConflict(f"{name} was not stopped by an operator (use agent restart)")
+        event = await self._emit("control.agent_start", {"by": by, "reason": reason, "agent": name,
+                                                         "lifts": [f"stopped:{name}"], "stop": hold.view()}, name)
+        self.state.stopped.pop(name, None)
+        await self._save()
+        return event
+
     async def audit(self, type_: str, data: dict[str, Any], agent: str | None = None) -> dict[str, Any]:
         """A control the guards carry out themselves (a budget or breaker reset): its event, stored."""
         return await self._emit(type_, data, agent)
@@ -218,6 +243,10 @@ class Controls:
                 self.state.disabled[data["playbook"]] = Hold.from_view(data["disable"])
             elif type_ == "control.playbook_enabled":
                 self.state.disabled.pop(data["playbook"], None)
+            elif type_ == "control.agent_stop":
+                self.state.stopped[data["agent"]] = Hold.from_view(data["stop"])
+            elif type_ == "control.agent_start":
+                self.state.stopped.pop(data["agent"], None)
         except (KeyError, TypeError, ValueError):  # a damaged record: replay goes on without it
             log.warning("control event not understood", extra={"event": event.get("id"), "type": type_})
 
@@ -252,6 +281,7 @@ class Controls:
                 "silences": sorted((s.view(now) for s in self.state.silences.values()), key=lambda s: s["ends_at"]),
                 "disabled": {pid: hold.view() for pid, hold in sorted(self.state.disabled.items())
                              if hold.active(now)},
+                "stopped": {name: hold.view() for name, hold in sorted(self.state.stopped.items())},
                 "maintenance": [window.view(now) for window in self.windows]}
 
 

@@ -1,7 +1,8 @@
 """Manual actions: what an operator does by hand goes through the same guards as a playbook, and is audited.
 
-`agent restart NAME` is a run of the built-in playbook `manual-restart-agent` (restart, then wait for a
-heartbeat), caused by a stored `control.agent_restart` event naming who asked and why: the loop guard, the
+`agent restart NAME` (and `agent start NAME` after `agent stop NAME`) is a run of the built-in playbook
+`manual-restart-agent` (restart, then wait for a heartbeat), caused by a stored `control.agent_restart`
+(`control.agent_start`) event naming who asked and why: the loop guard, the
 circuit breaker and the agent's remediation budget apply, the run has a record, a snapshot and a place
 in the problem's timeline. `trigger PLAYBOOK` runs a loaded playbook now for a stored event or for fields
 given by hand (stored first, as an outside event), without its `when`, sustained or throttle: the person
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -37,6 +38,12 @@ MANUAL_RESTART = playbook_from({
 }, file="<engine: manual actions>")
 
 
+class Stopper(Protocol):
+    """What stops an agent for good (the supervisor)."""
+
+    async def stop(self, name: str, by: str, reason: str) -> dict[str, Any]: ...
+
+
 class NotFound(ControlError):
     """An unknown agent, playbook or event (404)."""
 
@@ -44,8 +51,9 @@ class NotFound(ControlError):
 class ManualActions:
     def __init__(self, *, dispatcher: Dispatcher, controls: Controls, declared: Callable[[], Collection[str]],
                  playbooks: Callable[[str], Playbook | None], submit: Callable[[dict[str, Any]], Any],
-                 events_dir: Path) -> None:
+                 events_dir: Path, agents: Stopper) -> None:
         self.dispatcher = dispatcher
+        self.agents = agents
         self.controls = controls
         self.declared = declared
         self.playbooks = playbooks
@@ -58,6 +66,28 @@ class ManualActions:
         if name not in self.declared():
             raise NotFound(f"no declared agent {name!r} (agents in aios.yaml)")
         cause = await self.controls.audit("control.agent_restart", {"by": by, "reason": reason, "agent": name}, name)
+        key = (MANUAL_RESTART.id, orjson.dumps([name]).decode())
+        return await self._dispatch(Job(MANUAL_RESTART, cause, MANUAL_RESTART.priority or "P1", key,
+                                        extra={"by": by}))
+
+    async def stop_agent(self, name: str, body: Any, by: str) -> dict[str, Any]:
+        """Stop `name` and keep it stopped (across engine restarts) until `start_agent`: no playbook restarts it
+        meanwhile (its decisions are set aside with `stopped:<name>`)."""
+        reason = checked("reset", body)["reason"]
+        if name not in self.declared():
+            raise NotFound(f"no declared agent {name!r} (agents in aios.yaml)")
+        if name in self.controls.state.stopped:
+            raise ControlConflict(f"{name} is already stopped")
+        hold = await self.controls.stop_agent(name, reason, by)
+        return {**await self.agents.stop(name, by, reason), "stopped": hold.view()}
+
+    async def start_agent(self, name: str, body: Any, by: str) -> dict[str, Any]:
+        """Start a stopped agent: the hold ends, then a run of `manual-restart-agent` starts it and waits for its
+        heartbeat, through the guards like `restart_agent`."""
+        reason = checked("reason", body).get("reason", "start by hand")
+        if name not in self.declared():
+            raise NotFound(f"no declared agent {name!r} (agents in aios.yaml)")
+        cause = await self.controls.start_agent(name, reason, by)
         key = (MANUAL_RESTART.id, orjson.dumps([name]).decode())
         return await self._dispatch(Job(MANUAL_RESTART, cause, MANUAL_RESTART.priority or "P1", key,
                                         extra={"by": by}))

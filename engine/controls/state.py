@@ -26,12 +26,14 @@ class ControlState:
     silences: dict[str, Silence] = field(default_factory=dict)
     pause: Hold | None = None
     disabled: dict[str, Hold] = field(default_factory=dict)  # playbook id -> its runtime disable
+    stopped: dict[str, Hold] = field(default_factory=dict)  # agent -> an operator's stop (until started)
 
     def to_bytes(self, now: float) -> bytes:
         return orjson.dumps({"version": VERSION,
                              "silences": [s.view(now) for s in self.silences.values()],
                              "pause": self.pause.view() if self.pause else None,
-                             "disabled": {pid: hold.view() for pid, hold in self.disabled.items()}},
+                             "disabled": {pid: hold.view() for pid, hold in self.disabled.items()},
+                             "stopped": {name: hold.view() for name, hold in self.stopped.items()}},
                             option=orjson.OPT_INDENT_2)
 
     @classmethod
@@ -44,6 +46,7 @@ class ControlState:
         if doc.get("pause"):
             state.pause = Hold.from_view(doc["pause"])
         state.disabled = {pid: Hold.from_view(hold) for pid, hold in (doc.get("disabled") or {}).items()}
+        state.stopped = {name: Hold.from_view(hold) for name, hold in (doc.get("stopped") or {}).items()}
         return state
 
 

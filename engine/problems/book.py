@@ -33,7 +33,7 @@ MAX_BACKOFF_S = 300.0
 HOPELESS = ("no_playbook", "unknown_agent")
 # holds an operator or another problem lifts (their control.* event names them in data.lifts)
 LIFTABLE = ("paused", "disabled", "budget", "circuit open")
-LIFTABLE_PREFIXES = ("silenced:", "maintenance:", "inhibited_by:")  # reasons no lapse can change: a person must look at once
+LIFTABLE_PREFIXES = ("silenced:", "maintenance:", "inhibited_by:", "stopped:")  # reasons no lapse can change: a person must look at once
 DUE_BATCH = 200  # escalations, and re-decisions, per due() call at most
 AWAIT_DECISION_S = 30.0  # a re-decision whose answer never came back (a lost event) is asked again after this
 RESTART_GRACE_S = 3.0  # re-decide open problems this long after a restart (recovered runs announce first)

@@ -97,6 +97,14 @@ async def _restart(request: web.Request, body: Any, by: str) -> Any:
     return await request.app[ENGINE].manual.restart_agent(request.match_info["agent"], body, by)
 
 
+async def _stop(request: web.Request, body: Any, by: str) -> Any:
+    return await request.app[ENGINE].manual.stop_agent(request.match_info["agent"], body, by)
+
+
+async def _start(request: web.Request, body: Any, by: str) -> Any:
+    return await request.app[ENGINE].manual.start_agent(request.match_info["agent"], body, by)
+
+
 async def _budget_reset(request: web.Request, body: Any, by: str) -> Any:
     return await request.app[ENGINE].manual.reset_budget(request.match_info["agent"], body, by)
 
@@ -117,5 +125,7 @@ def add_control_routes(app: web.Application) -> None:
     router.add_post("/api/playbooks/{playbook_id}/enable", _handler(_enable))
     router.add_post("/api/playbooks/{playbook_id}/trigger", _handler(_trigger, 202))
     router.add_post("/api/agents/{agent}/restart", _handler(_restart, 202))
+    router.add_post("/api/agents/{agent}/stop", _handler(_stop))
+    router.add_post("/api/agents/{agent}/start", _handler(_start, 202))
     router.add_post("/api/budget/{agent}/reset", _handler(_budget_reset))
     router.add_post("/api/breakers/{playbook_id}/reset", _handler(_breaker_reset))

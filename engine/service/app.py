@@ -162,7 +162,7 @@ class Engine:
         self.manual = ManualActions(dispatcher=self.dispatcher, controls=self.controls, declared=lambda: declared,
                                     playbooks=lambda pid: self.registry.playbooks.get(pid),
                                     submit=lambda raw: self.intake.submit_one(raw, external=True),
-                                    events_dir=self.events_dir)
+                                    events_dir=self.events_dir, agents=self.supervisor)
         self.reactor = Reactor(ReactorDeps(
             data_dir=self.data_dir, emit=self.dispatcher.emit_run_event, agents=self.supervisor,
             wait_for=self.watcher.wait_for, compact=self.compact, actions=ACTIONS,
@@ -221,7 +221,8 @@ class Engine:
             self.port = self._runner.addresses[0][1]
             self.url = f"http://127.0.0.1:{self.port}"
         self.supervisor.url = self.url  # agents are told where to post: the server is listening now
-        await self.supervisor.start()
+        await self.supervisor.start({name: {"by": hold.by, "why": hold.reason}
+                                     for name, hold in self.controls.state.stopped.items()})
         self._schedule_jobs()
         # Everything built so far lives as long as the engine: keep it out of the collector's full passes,
         # which otherwise walk it all and pause the loop ~100 ms at a time under load (bench/service.py).
