@@ -45,7 +45,16 @@ ROUTES = [("POST", "/api/events"), ("GET", "/api/events"), ("GET", "/api/health"
           ("GET", "/api/score"), ("POST", "/api/feedback"), ("POST", "/api/tune"), ("GET", "/api/runs"),
           ("GET", "/api/runs/{run_id}"), ("POST", "/api/runs/{run_id}/rollback"), ("POST", "/api/reload"),
           ("POST", "/api/compact"), ("GET", "/metrics"), ("GET", "/login"), ("GET", "/ws"), ("GET", "/"),
-          ("GET", "/office"), ("GET", "/web/{name}"), ("*", "/api/{tail}")]
+          ("GET", "/office"), ("GET", "/web/{name}"), ("*", "/api/{tail}"),
+          # operator controls (docs/controls.md) and run controls (docs/runs.md)
+          ("GET", "/api/controls"), ("GET", "/api/silences"), ("POST", "/api/silences"),
+          ("DELETE", "/api/silences/{silence_id}"), ("POST", "/api/pause"), ("POST", "/api/resume"),
+          ("POST", "/api/playbooks/{playbook_id}/disable"), ("POST", "/api/playbooks/{playbook_id}/enable"),
+          ("POST", "/api/playbooks/{playbook_id}/trigger"), ("POST", "/api/agents/{agent}/restart"),
+          ("POST", "/api/agents/{agent}/stop"), ("POST", "/api/agents/{agent}/start"),
+          ("POST", "/api/budget/{agent}/reset"), ("POST", "/api/breakers/{playbook_id}/reset"),
+          ("POST", "/api/runs/{run_id}/cancel"), ("POST", "/api/runs/{run_id}/rerun"),
+          ("POST", "/api/runs/{run_id}/approve"), ("POST", "/api/runs/{run_id}/deny"), ("GET", "/api/approvals")]
 
 
 # -- the engine under fuzz ----------------------------------------------------------------------------
@@ -284,6 +293,18 @@ FEEDBACK = st.fixed_dictionaries({}, optional={
     "label": mostly(st.booleans(), JSON), "extra": JSON})
 
 
+CONTROL = st.fixed_dictionaries({}, optional={
+    "agent": mostly(st.sampled_from(["coder", "cod*", "[", "*" * 50]), JSON),
+    "playbook": mostly(st.just("restart-*"), JSON), "type": mostly(st.just("agent.*"), JSON),
+    "labels": mostly(st.just({"team": "platform"}), JSON),
+    "for": mostly(st.sampled_from(["1h", "5s", "0s", "99999999999999999999d", "5x"]), JSON),
+    "ends_at": mostly(st.builds(_now), st.one_of(ODD_STRINGS, JSON)),
+    "starts_at": mostly(st.builds(_now), st.one_of(ODD_STRINGS, JSON)),
+    "reason": mostly(st.sampled_from(["maintenance", ""]), JSON), "key": JSON,
+    "event": mostly(st.sampled_from(["01AAAAAAAAAAAAAAAAAAAAAAAA", "nope"]), JSON),
+    "fields": mostly(EVENTS, JSON), "extra": JSON})
+
+
 def dumps(value: Any) -> bytes:
     """JSON text of `value`, lone surrogates escaped and infinities as `Infinity` (JSON that is not quite)."""
     return json.dumps(value).encode()
@@ -305,7 +326,9 @@ ODD_BODIES = st.sampled_from([
 
 @st.composite
 def bodies(draw: st.DrawFn) -> bytes:
-    shape = draw(st.sampled_from(["one", "array", "ndjson", "feedback", "odd", "bytes"]))
+    shape = draw(st.sampled_from(["one", "array", "ndjson", "feedback", "control", "odd", "bytes"]))
+    if shape == "control":
+        return dumps(draw(CONTROL))
     if shape == "one":
         return dumps(draw(EVENTS))
     if shape == "array":
@@ -366,7 +389,7 @@ def test_any_request_to_any_route(live: Live):
 
 def test_writes_with_random_bodies_headers_and_queries(live: Live):
     """The POST routes with their own method, so most requests get past routing to the handlers."""
-    posts = [route for route in ROUTES if route[0] == "POST"]
+    posts = [route for route in ROUTES if route[0] in ("POST", "DELETE")]
     fuzz_requests(live, st.sampled_from(posts), lambda name, draw: name.encode())
 
 
