@@ -190,7 +190,10 @@ def test_random_command_lines(scratch: Path):
     one()
 
 
-REQUIRED = {("emit",): ["a.b"], ("rollback",): ["RUN"], ("feedback",): ["EVENT", "--label", "true"]}
+REQUIRED = {("emit",): ["a.b"], ("rollback",): ["RUN"], ("feedback",): ["EVENT", "--label", "true"],
+            ("silence",): ["list"], ("pause",): ["--reason", "r"], ("playbook",): ["enable", "p"],
+            ("agent",): ["restart", "coder"], ("budget",): ["reset", "coder", "--reason", "r"],
+            ("breaker",): ["reset", "p", "--reason", "r"]}
 
 
 def test_a_closed_port_is_one_line_saying_so(scratch: Path):
