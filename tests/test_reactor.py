@@ -146,9 +146,10 @@ def test_a_cancelled_run_is_rolled_back_before_the_cancellation_completes(data_d
 
     asyncio.run(scenario())
     assert target.read_text() == "before\n"
-    assert h.types()[-2:] == ["reactor.failed", "reactor.rolled_back"]
-    assert h.events[-1]["data"]["why"] == "cancelled"
-    assert RunStore(data_dir).get("01RUN0000000000000000000001").status == "rolled_back"
+    assert h.types()[-3:] == ["reactor.failed", "reactor.rolled_back", "reactor.cancelled"]
+    assert h.events[-2]["data"]["why"] == "cancelled"
+    assert h.events[-1]["data"]["by"] == "engine"  # a shutdown, told apart from a person's cancel by `by`
+    assert RunStore(data_dir).get("01RUN0000000000000000000001").status == "cancelled"
 
 
 def test_parallel_write_file_steps_share_one_snapshot_safely(data_dir: Path, tmp_path: Path):

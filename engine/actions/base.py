@@ -60,6 +60,8 @@ class Services:
     track: Callable[[int], None]
     clock: Callable[[], float]
     python: str = "python3"  # the engine's interpreter, for `python` steps
+    # ask(message, timeout_s) -> {"approved", "by", "reason", "expires_at"}: a person's answer (`approve`)
+    ask: Callable[[str, float], Awaitable[dict[str, Any]]] | None = None
 
 
 @dataclass(slots=True)
@@ -113,6 +115,9 @@ class Action(ABC):
     """One kind of step. `kind` is the name playbooks use in `action:`."""
 
     kind: ClassVar[str]
+    # True for a step that waits for a person (`approve`): the runner applies no step timeout (the action
+    # has its own) and no retries (an answer is final).
+    asks_a_person: ClassVar[bool] = False
 
     @abstractmethod
     async def __call__(self, run: RunInfo, services: Services, args: dict[str, Any]) -> StepResult:

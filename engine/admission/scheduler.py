@@ -4,14 +4,19 @@ coalescing per (playbook, key), a bounded queue. It decides *when* a run starts;
 Each class is a FIFO deque, so picking the next job compares four heads: O(1) whatever the backlog.
 A head's effective class improves by one for every `aging_s` it has waited, so a flood of P3 work
 cannot starve anything, and a P3 job that waited long enough runs before fresh P2 work.
+
+A run that waits for a person (an `approve` step) holds no slot: `parked(run_id)` frees its slot while
+it waits and queues it again, at its own priority, to take one before it goes on. `cancel(run_id)` takes
+a queued run out of the queue.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +71,7 @@ class Scheduler:
         self._classes: list[deque[Job]] = [deque() for _ in PRIORITIES]
         self._keys: dict[tuple[Any, ...], _KeyState] = {}
         self._running: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
+        self._parked: dict[str, tuple[Job, asyncio.Task[Any]]] = {}  # started runs waiting without a slot
         self._seq = itertools.count()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -114,8 +120,10 @@ class Scheduler:
     def _displace(self, job: Job) -> bool:
         """Make room for `job` by dropping the newest job of the lowest class below it (announced with it)."""
         for rank in range(len(PRIORITIES) - 1, RANK[job.priority], -1):
-            if self._classes[rank]:
-                victim = self._classes[rank].pop()
+            queue = self._classes[rank]
+            victim = next((queued for queued in reversed(queue) if "wake" not in queued.extra), None)
+            if victim is not None:  # a parked run queued to take its slot back has started: never displaced
+                _remove(queue, victim)
                 state = self._keys.pop(victim.key)  # a queued job is always its key's going one
                 why = f"queue full; made room for {job.priority} work"
                 for dropped in (victim, state.waiting):  # its waiting follower goes too: room is room
@@ -126,7 +134,7 @@ class Scheduler:
                 return True
         return False
 
-    async def _decide(self, job: Job, outcome: str, reason: str | None = None) -> None:
+    async def _decide(self, job: Job, outcome: str, reason: str | None = None, **extra: Any) -> None:
         data = {"run_id": job.run_id, "playbook": job.playbook.id, "priority": job.priority,
                 "cause": job.event.get("id"), "queue_depth": self.depth, "running": len(self._running),
                 "outcome": outcome, "exclusive": job.playbook.exclusive}
@@ -134,6 +142,9 @@ class Scheduler:
             data["reason"] = reason
         if job.extra.get("redecision"):
             data["redecision"] = job.extra["redecision"]
+        if job.extra.get("rerun_of"):  # a manual re-run: of which run, asked by whom
+            data["rerun_of"], data["by"] = job.extra["rerun_of"], job.extra.get("by")
+        data.update(extra)
         await self._emit("scheduler.decision", data, job)
 
     # -- starting runs ----------------------------------------------------------------------------
@@ -149,8 +160,13 @@ class Scheduler:
         return list(self._running)
 
     def running_jobs(self) -> list[Job]:
-        """The jobs whose runs are in progress, oldest first: what the live view shows acting on agents."""
-        return [job for job, _ in self._running.values()]
+        """The jobs whose runs are in progress, oldest first: what the live view shows acting on agents
+        (parked runs, waiting for a person without a slot, too)."""
+        return [job for job, _ in (*self._running.values(), *self._parked.values())]
+
+    def started(self, run_id: str) -> bool:
+        """Whether `run_id` has started (running or parked), though its runner may not have seen it yet."""
+        return run_id in self._running or run_id in self._parked
 
     def depth_by_priority(self) -> dict[str, int]:
         return {name: len(self._classes[rank]) for name, rank in RANK.items()}
@@ -180,6 +196,12 @@ class Scheduler:
             job = self._pop_best()
             if job is None:
                 break
+            wake = job.extra.pop("wake", None)
+            if wake is not None:  # a parked run takes its slot back and goes on
+                self._unpark(job.run_id)
+                if not wake.done():
+                    wake.set_result(None)
+                continue
             task = asyncio.get_running_loop().create_task(self._run(job), name=f"run-{job.run_id}")
             self._running[job.run_id] = (job, task)  # held here and awaited by `drain`: not fire-and-forget
             self._idle.clear()
@@ -195,13 +217,17 @@ class Scheduler:
         except Exception:  # the run's own bookkeeping failed; the queue must go on
             log.exception("run %s of %s failed to run", job.run_id, job.playbook.id)
         finally:
-            del self._running[job.run_id]
+            self._running.pop(job.run_id, None)
+            self._parked.pop(job.run_id, None)
             self.progress_at = self._clock()
             self._release_key(job)
             if not stopping:
                 self._pump()
-            if not self._running and not self.depth:
-                self._idle.set()
+            self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self._running and not self._parked and not self.depth:
+            self._idle.set()
 
     def _release_key(self, job: Job) -> None:
         state = self._keys.get(job.key)
@@ -214,6 +240,65 @@ class Scheduler:
         follower.seq = next(self._seq)  # keeps its original queued_at: it has been waiting all along
         self._classes[RANK[follower.priority]].append(follower)
 
+    # -- runs that wait without a slot, and cancelled queued runs ---------------------------------
+    @contextlib.asynccontextmanager
+    async def parked(self, run_id: str) -> AsyncIterator[None]:
+        """While the body runs, running `run_id` holds no slot (another run may start in it); after it,
+        the run queues at its own priority (keeping its first queue time for aging) to take a slot
+        before it goes on. When the body raises (the run is cancelled), the run goes on at once, to roll
+        back. A run this scheduler did not start (tests) just runs the body."""
+        entry = self._running.pop(run_id, None)
+        if entry is None:
+            yield
+            return
+        self._parked[run_id] = entry
+        self._pump()
+        try:
+            yield
+        except BaseException:
+            self._unpark(run_id)
+            raise
+        job = entry[0]
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        job.extra["wake"] = wake
+        job.seq = next(self._seq)
+        self._classes[RANK[job.priority]].append(job)
+        self._pump()
+        try:
+            await wake
+        except BaseException:
+            if job.extra.pop("wake", None) is not None:
+                _remove(self._classes[RANK[job.priority]], job)
+            self._unpark(run_id)
+            raise
+
+    def _unpark(self, run_id: str) -> None:
+        entry = self._parked.pop(run_id, None)
+        if entry is not None:
+            self._running[run_id] = entry
+            self.progress_at = self._clock()
+
+    async def cancel(self, run_id: str, by: str, reason: str) -> Job | None:
+        """Take `run_id` out of the queue (or from behind the run of its key) before it starts, announced
+        as `dropped` with who and why; None when no such run waits (it runs, has ended, or never was)."""
+        job = None
+        for queue in self._classes:
+            job = next((queued for queued in queue if queued.run_id == run_id and "wake" not in queued.extra), None)
+            if job is not None:
+                _remove(queue, job)
+                self._release_key(job)  # its key's follower, if any, is queued in its place
+                break
+        else:
+            state = next((s for s in self._keys.values() if s.waiting is not None and s.waiting.run_id == run_id),
+                         None)
+            if state is None:
+                return None
+            job, state.waiting = state.waiting, None
+        self._pump()
+        await self._decide(job, "dropped", reason, by=by, cancelled=True)
+        self._check_idle()
+        return job
+
     # -- shutdown ---------------------------------------------------------------------------------
     async def wait_idle(self) -> None:
         """Until nothing runs and nothing waits."""
@@ -225,7 +310,7 @@ class Scheduler:
         Returns the run ids that were cancelled (their runner rolls them back on cancellation).
         """
         self.stopping = True
-        dropped = [job for queue in self._classes for job in queue]
+        dropped = [job for queue in self._classes for job in queue if "wake" not in job.extra]
         dropped += [state.waiting for state in self._keys.values() if state.waiting is not None]
         for queue in self._classes:
             queue.clear()
@@ -235,7 +320,10 @@ class Scheduler:
                 await self._decide(job, "dropped", "the engine is stopping")
             except Exception:  # the store may already refuse: the log still says it
                 log.exception("run %s of %s dropped at shutdown", job.run_id, job.playbook.id)
-        tasks = [task for _, task in self._running.values()]
+        parked = [task for _, task in self._parked.values()]
+        for task in parked:  # waiting for a person: nothing to finish, the next engine goes on waiting
+            task.cancel()
+        tasks = [task for _, task in self._running.values()] + parked
         if not tasks:
             return []
         done, pending = await asyncio.wait(tasks, timeout=grace_s)
@@ -245,3 +333,11 @@ class Scheduler:
         if pending:
             await asyncio.wait(pending)
         return cancelled
+
+
+def _remove(queue: deque[Job], job: Job) -> None:
+    """Remove `job` itself from `queue` (by identity: two jobs may compare equal)."""
+    for index, queued in enumerate(queue):
+        if queued is job:
+            del queue[index]
+            return

@@ -22,6 +22,11 @@ COMMANDS = {
     "compact": "compact",
     "runs": "runs",
     "rollback": "rollback",
+    "cancel": "runctl",  # runctl registers cancel, rerun, approve, deny and approvals together
+    "rerun": "runctl",
+    "approve": "runctl",
+    "deny": "runctl",
+    "approvals": "runctl",
     "problems": "problems",
     "score": "score",
     "feedback": "feedback",

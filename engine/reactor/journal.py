@@ -6,14 +6,17 @@ processes it recorded killed and is rolled back. Entries (`t` is the kind):
 `start` (playbook, event, priority), `step` (id, attempt, started), `pid` (step, attempt, pid; for the
 record: recovery finds a step's processes by the marker its `step` line implies),
 `result` (step, attempt, status, exit_code, stdout tail…), `wait` (step, attempt, until),
-`skip` (step), `end` (status).
+`approval` (step, attempt, message, requested_at, expires_at: an `approve` step waits for a person),
+`answer` (step, approved, by, reason), `skip` (step), `end` (status). A run caught waiting for an
+approval is not caught inside a step: nothing of it runs, so the next engine goes on waiting, with the
+same expiry (and takes an answer already given as given).
 """
 from __future__ import annotations
 
 import asyncio
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,7 @@ class JournalState:
     in_step: dict[str, int]  # steps started and not finished: step -> attempt
     waiting: dict[str, dict[str, Any]]  # steps waiting for a retry: step -> the wait entry
     skipped: set[str]
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)  # approve steps: step -> approval entry
 
     @property
     def markers(self) -> list[str]:
@@ -87,12 +91,31 @@ def read_state(path: Path) -> JournalState | None:
             state.waiting.pop(step, None)
         elif kind == "result":
             state.in_step.pop(step, None)
+            state.approvals.pop(step, None)
             state.results[step] = entry
+        elif kind == "approval":
+            state.in_step.pop(step, None)  # waiting for a person runs nothing
+            state.approvals[step] = {**state.approvals.get(step, {}), **entry}
+        elif kind == "answer" and step in state.approvals:
+            state.approvals[step]["answer"] = {k: entry.get(k) for k in ("approved", "by", "reason")}
         elif kind == "wait":
             state.waiting[step] = entry
         elif kind == "skip":
             state.skipped.add(step)
     return state
+
+
+def start_entry(path: Path) -> dict[str, Any] | None:
+    """The `start` line of a journal (playbook, event, priority, key), finished or not; None without one."""
+    if not path.is_file():
+        return None
+    for line in iter_lines(path):
+        try:
+            entry = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        return entry if isinstance(entry, dict) and entry.get("t") == "start" else None
+    return None
 
 
 def unfinished(runs_dir: Path) -> Iterator[JournalState]:

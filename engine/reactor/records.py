@@ -104,6 +104,9 @@ class RunRecord:
     rollback_steps: list[StepRecord] = field(default_factory=list)
     snapshot: dict[str, Any] | None = None  # Snapshot.info()
     rollbacks: list[RollbackEntry] = field(default_factory=list)
+    cancelled: dict[str, Any] | None = None  # {by, reason, at}: who stopped it (`by: engine` at shutdown)
+    approval: dict[str, Any] | None = None  # the approve step's question: {step, message, expires_at, status…}
+    rerun_of: str | None = None  # a manual re-run: the run it repeats
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

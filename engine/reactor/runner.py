@@ -3,11 +3,14 @@
 A run: journal `start` → `reactor.started` → snapshot of declared paths → the steps as a DAG (steps whose
 `needs` are done run in parallel; a failed step skips its dependants), each try under its timeout and
 retried with exponential backoff → `reactor.succeeded`, or on failure: restore the snapshot, run the
-`rollback` steps in reverse order, `reactor.failed` then `reactor.rolled_back`. Cancellation (engine
-shutdown past its grace) rolls back the same way. Every state change is journaled first, so after a
-crash `recover()` kills what unfinished steps left and rolls back runs caught inside a step, and hands
-back the runs that were waiting for a retry as jobs: they go through the guards and the scheduler again
-once the engine is up (the same run id, continuing from their journal), or are closed with `abandon`.
+`rollback` steps in reverse order, `reactor.failed` then `reactor.rolled_back`. Cancellation (`cancel`,
+asked by a person, or engine shutdown past its grace) kills the running steps' process trees and rolls
+back the same way, then `reactor.cancelled`; the run ends `cancelled`, which the breaker does not count.
+An `approve` step waits for a person's answer without a concurrency slot (`ReactorDeps.park`).
+Every state change is journaled first, so after a crash `recover()` kills what unfinished steps left and
+rolls back runs caught inside a step, and hands back the runs that were waiting for a retry or for an
+approval as jobs: they go through the guards and the scheduler again once the engine is up (the same run
+id, continuing from their journal), or are closed with `abandon`.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ from engine.events import format_ts
 from engine.osutil import proctree
 from engine.playbooks.model import Playbook, Retry, Step
 from engine.playbooks.templates import TemplateError, render, render_tree, resolve
+from engine.reactor.approvals import Waiting, WaitingRoom
 from engine.reactor.journal import Journal, JournalState, unfinished
 from engine.reactor.records import Attempt, RollbackEntry, RunRecord, RunStore, StepRecord, tail
 from engine.reactor.snapshot import Snapshot, SnapshotError, SnapshotMissing
@@ -38,6 +43,8 @@ log = logging.getLogger("aios.reactor")
 # emit(type, data, cause_event, severity) -> the stored event
 Emit = Callable[[str, dict[str, Any], dict[str, Any], str], Awaitable[dict[str, Any]]]
 WaitFor = Callable[[str, dict[str, Any], float, float], Awaitable[dict[str, Any] | None]]
+ENGINE = "engine"  # `by` of a run cancelled because the engine stopped
+SHUTDOWN_REASON = "engine stopped before the run finished"
 
 
 def untouched(roots: list[str], restored: list[str]) -> list[str]:
@@ -70,13 +77,17 @@ class ReactorDeps:
     python: str = "python3"
     snapshot_cap_bytes: int = 64 << 20
     on_outcome: Callable[[Job, str], Awaitable[None]] | None = None  # breaker bookkeeping
+    # park(run_id): while inside, the run holds no concurrency slot (the scheduler's `parked`)
+    park: Callable[[str], AbstractAsyncContextManager[None]] | None = None
 
 
 class _Run:
     """The state of one run while it executes."""
 
-    def __init__(self, deps: ReactorDeps, job: Job, journal: Journal, record: RunRecord, store: RunStore) -> None:
+    def __init__(self, deps: ReactorDeps, job: Job, journal: Journal, record: RunRecord, store: RunStore,
+                 room: WaitingRoom | None = None) -> None:
         self.deps = deps
+        self.room = room or WaitingRoom()
         self.store = store
         self.job = job
         self.pb = job.playbook
@@ -87,6 +98,10 @@ class _Run:
         self._saving = asyncio.Lock()
         self._capturing = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self.cancel: tuple[str, str | None] | None = None  # (by, reason) once cancelling
+        self.steps_task: asyncio.Future[str | None] | None = None
+        self.approvals: dict[str, dict[str, Any]] = {}  # approve steps already asking (from the journal)
+        self.awaiting: Waiting | None = None  # set while an approve step waits, until it goes on
 
     # -- templates --------------------------------------------------------------------------------
     def lookup(self, path: str) -> Any:
@@ -119,9 +134,10 @@ class _Run:
         if resume_at is not None:
             await self.deps.sleep(max(0.0, resume_at - self.deps.clock()))
         attempt = first_attempt
+        final = getattr(self.deps.actions.get(step.action), "asks_a_person", False)  # an answer is not retried
         while True:
             result = await self.attempt(step, attempt, timeout, step_record)
-            if result.ok or attempt > retry.attempts:
+            if result.ok or attempt > retry.attempts or final:
                 break
             delay = backoff_delay(retry, attempt, self.deps.rng)
             await self.journal.awrite("wait", step=step.id, attempt=attempt, until=self.deps.clock() + delay)
@@ -146,8 +162,11 @@ class _Run:
         async def wait_for(type_: str, where: dict[str, Any], within_s: float) -> dict[str, Any] | None:
             return await deps.wait_for(type_, where, within_s, started)
 
+        async def ask(message: str, timeout_s: float) -> dict[str, Any]:
+            return await self.ask(step.id, attempt, message, timeout_s)
+
         services = Services(deps.data_dir, self.emit_from_step, deps.agents, wait_for, deps.compact, track,
-                            deps.clock, deps.python)
+                            deps.clock, deps.python, ask)
         try:
             action = deps.actions.get(step.action)
             if action is None:
@@ -155,7 +174,16 @@ class _Run:
             args = self.render(step)
             if step.action == "write_file":
                 await self.capture([str(args.get("path"))])  # the state before this run wrote it
-            result = await asyncio.wait_for(action(info, services, args), timeout)
+            # A step that waits for a person has its own timeout; the step timeout bounds machines.
+            result = await asyncio.wait_for(action(info, services, args), None if action.asks_a_person else timeout)
+        except asyncio.CancelledError:
+            if self.cancel is not None or self.awaiting is None:  # (left waiting at shutdown: nothing ended)
+                finished = deps.clock()
+                step_record.status = "cancelled"
+                step_record.attempts.append(Attempt(
+                    started=format_ts(started), finished=format_ts(finished),
+                    duration_ms=round((finished - started) * 1000), error="cancelled"))
+            raise
         except asyncio.TimeoutError:
             result = StepResult(ok=False, error="timeout")
             await self.emit("reactor.timeout", {"step": step.id, "attempt": attempt, "timeout_s": timeout},
@@ -175,6 +203,55 @@ class _Run:
         self.results[step.id] = result
         await self.save()  # readable progress: `aios-engine runs ID` while it runs
         return result
+
+    async def ask(self, step_id: str, attempt: int, message: str, timeout_s: float) -> dict[str, Any]:
+        """An approve step: announce the question, wait for the answer (or the expiry) without a slot, take
+        a slot again. A run resumed after a restart keeps its first question's expiry and any answer."""
+        deps, prior = self.deps, self.approvals.pop(step_id, None)
+        if prior is not None:
+            message, requested, expires = prior["message"], prior["requested_at"], prior["expires_at"]
+        else:
+            requested = deps.clock()
+            expires = requested + timeout_s
+        await self.journal.awrite("approval", step=step_id, attempt=attempt, message=message,
+                                  requested_at=requested, expires_at=expires)
+        answered = (prior or {}).get("answer")
+        if answered is not None:  # answered before the engine stopped: taken as given
+            await self.journal.awrite("answer", step=step_id, **answered)
+            return {**answered, "expires_at": format_ts(expires)}
+        agent = self.job.event.get("agent")
+        self.record.approval = {"step": step_id, "message": message, "requested_at": format_ts(requested),
+                                "expires_at": format_ts(expires), "status": "waiting"}
+        await self.save()
+        if prior is None:
+            await self.emit("reactor.approval_requested", {"agent": agent, "step": step_id, "message": message,
+                                                           "expires_at": format_ts(expires)})
+        self.awaiting = Waiting(self.job.run_id, self.pb.id, agent, self.job.event.get("id"), step_id, message,
+                                requested, expires)
+        park = deps.park(self.job.run_id) if deps.park is not None else contextlib.nullcontext()
+        async with park:  # no slot while waiting; one is taken again on the way out
+            answer = await self.room.wait(self.awaiting, deps.clock, deps.sleep)
+            await self.journal.awrite("answer", step=step_id, **answer)
+            approved = answer["approved"]
+            await self.emit("reactor.approved" if approved else "reactor.denied",
+                            {"agent": agent, "step": step_id, "by": answer["by"], "reason": answer["reason"]},
+                            "info" if approved else "warning")
+            self.record.approval.update(status="approved" if approved else "denied", by=answer["by"],
+                                        reason=answer["reason"], answered_at=format_ts(deps.clock()))
+            await self.save()
+        self.awaiting = None
+        return {**answer, "expires_at": format_ts(expires)}
+
+    def request_cancel(self, by: str, reason: str | None) -> str:
+        """`cancelling`, or why not: `already` (being cancelled), `finishing` (its steps are over)."""
+        if self.cancel is not None:
+            return "already"
+        if self.steps_task is not None and self.steps_task.done():
+            return "finishing"
+        self.cancel = (by, reason)
+        if self.steps_task is not None:
+            self.steps_task.cancel()  # the actions kill their process trees on the way out
+        return "cancelling"
 
     def _tracked(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
@@ -218,7 +295,7 @@ class _Run:
         return await self.deps.emit(type_, payload, event, severity)
 
     # -- the DAG ----------------------------------------------------------------------------------
-    async def steps(self, done: dict[str, bool], resume: dict[str, tuple[int, float]] | None = None) -> str | None:
+    async def steps(self, done: dict[str, bool], resume: dict[str, tuple[int, float | None]] | None = None) -> str | None:
         """Run every step not in `done`; returns the id of the first failed step, or None."""
         resume = resume or {}
         by_id = {s.id: s for s in self.pb.steps}
@@ -259,10 +336,43 @@ class Reactor:
         self.deps = deps
         self.runs_dir = deps.data_dir / "runs"
         self.store = RunStore(deps.data_dir)
+        self.room = WaitingRoom()  # runs waiting at an approve step
+        self.active: dict[str, _Run] = {}
+        self._cancels: dict[str, tuple[str, str | None]] = {}  # asked before the run got going here
+        self._ends: dict[str, asyncio.Future[str]] = {}
+
+    # -- run controls ----------------------------------------------------------------------------
+    def cancel(self, run_id: str, by: str, reason: str | None) -> str:
+        """Cancel a run that has started (the scheduler says so, though it may not have reached `run` yet):
+        `cancelling`, `already` or `finishing` (see `_Run.request_cancel`). Await `ended(run_id)`."""
+        run = self.active.get(run_id)
+        if run is None:
+            self._cancels.setdefault(run_id, (by, reason))
+            return "cancelling"
+        return run.request_cancel(by, reason)
+
+    def ended(self, run_id: str) -> asyncio.Future[str]:
+        """Resolves with the final status of `run_id` when its `run` returns (also for a run not begun yet)."""
+        return self._ends.setdefault(run_id, asyncio.get_running_loop().create_future())
+
+    def answer(self, run_id: str, approved: bool, by: str, reason: str | None) -> bool:
+        """A person's answer to the approve step `run_id` waits at; False when it waits for none."""
+        return self.room.answer(run_id, approved, by, reason)
 
     async def run(self, job: Job) -> str:
         """Run `job` to the end; returns the final status (succeeded, failed, timeout, rolled_back,
         cancelled). A job from `recover()` continues its run where the journal left it."""
+        ended, status = self.ended(job.run_id), "cancelled"
+        try:
+            status = await self._run(job)
+            return status
+        finally:
+            self._ends.pop(job.run_id, None)
+            self._cancels.pop(job.run_id, None)
+            if not ended.done():
+                ended.set_result(status)
+
+    async def _run(self, job: Job) -> str:
         resumed: _Resume | None = job.extra.get("resume")
         try:
             journal = await asyncio.to_thread(Journal, self.runs_dir / job.run_id / "journal.jsonl")  # mkdir, fsync
@@ -278,10 +388,13 @@ class Reactor:
                                                     "cause": job.event.get("id"), "status": "error",
                                                     "reason": f"could not start: {exc}"}, job.event, "error")
             return "error"
-        run = _Run(self.deps, job, journal, record, self.store)
+        run = _Run(self.deps, job, journal, record, self.store, self.room)
+        run.cancel = self._cancels.pop(job.run_id, None)
+        self.active[job.run_id] = run
         try:
             if resumed is None:
-                await run.emit("reactor.started", {"priority": job.priority})
+                rerun = {"rerun_of": job.extra["rerun_of"], "by": job.extra.get("by")} if "rerun_of" in job.extra else {}
+                await run.emit("reactor.started", {"priority": job.priority, **rerun})
                 return await self._execute(run, done={})
             resumed.prime(run)
             await run.emit("reactor.resumed", {"steps": sorted(resumed.resume)})
@@ -301,29 +414,42 @@ class Reactor:
             await self._outcome(job, "error")
             return run.record.status
         finally:
+            self.active.pop(job.run_id, None)
             await run.settle()
             journal.close()
 
     async def _new_record(self, job: Job) -> RunRecord:
         record = RunRecord(run_id=job.run_id, playbook=job.playbook.id, cause=job.event.get("id", ""),
                            cause_type=job.event.get("type", ""), agent=job.event.get("agent"),
-                           priority=job.priority, status="running", started=format_ts(self.deps.clock()))
+                           priority=job.priority, status="running", started=format_ts(self.deps.clock()),
+                           rerun_of=job.extra.get("rerun_of"))
         await asyncio.to_thread(self.store.save, record)  # before anything runs: `runs` shows it at once
         return record
 
     async def _execute(self, run: _Run, done: dict[str, bool],
-                       resume: dict[str, tuple[int, float]] | None = None) -> str:
+                       resume: dict[str, tuple[int, float | None]] | None = None) -> str:
         try:
             if not done:  # a fresh run (a resumed one has its snapshot already)
                 try:
                     await run.capture(self._pre_run_paths(run))
                 except (SnapshotError, ActionError, OSError) as exc:
                     return await self._fail(run, "failed", f"snapshot: {exc}")
-            failed = await run.steps(done, resume)
+            if run.cancel is not None:  # cancelled before its first step
+                return await self._cancelled(run)
+            run.steps_task = asyncio.ensure_future(run.steps(done, resume))
+            failed = await run.steps_task
         except asyncio.CancelledError:
+            current = asyncio.current_task()
+            stopping = current is not None and current.cancelling() > 0  # the engine, not just our steps
+            if not stopping and run.cancel is not None:
+                return await self._cancelled(run)
+            if run.awaiting is not None and run.cancel is None:  # waiting for a person: the next engine waits on
+                await run.save()
+                raise
             # Shutdown cancels a run once; finishing the rollback here (not in the background) means the
             # engine closes its store only after the files are restored and the outcome is recorded.
-            await self._fail(run, "cancelled", "engine stopped before the run finished")
+            run.cancel = run.cancel or (ENGINE, SHUTDOWN_REASON)
+            await self._cancelled(run)
             raise
         if failed is None:
             run.record.status = "succeeded"
@@ -357,9 +483,25 @@ class Reactor:
         data: dict[str, Any] = {"reason": reason, "status": status}  # failed, timeout, cancelled, error
         if failed_step:
             data["step"] = failed_step
-        await run.emit("reactor.failed", data, "error")
+        cancelled = run.record.cancelled
+        if cancelled is not None:
+            data["by"] = cancelled["by"]
+        await run.emit("reactor.failed", data, "error")  # every run ends with succeeded or failed (problems)
         await run.roll_back("cancelled" if status == "cancelled" else "failure")
-        return await self._end(run, run.record.status)
+        if cancelled is None:
+            return await self._end(run, run.record.status)
+        await run.emit("reactor.cancelled", {"agent": run.job.event.get("agent"), "by": cancelled["by"],
+                                             "reason": cancelled["reason"]}, "warning")
+        return await self._end(run, "cancelled")  # not `rolled_back`: it did not fail, someone stopped it
+
+    async def _cancelled(self, run: _Run) -> str:
+        """Like a failure (files restored, rollback steps run), then `reactor.cancelled`; the run ends
+        `cancelled` whatever the rollback did, and the breaker does not count it."""
+        assert run.cancel is not None
+        by, reason = run.cancel
+        run.record.cancelled = {"by": by, "reason": reason, "at": format_ts(self.deps.clock())}
+        text = reason if by == ENGINE else f"cancelled by {by}" + (f": {reason}" if reason else "")
+        return await self._fail(run, "cancelled", text or SHUTDOWN_REASON)
 
     async def _end(self, run: _Run, status: str, counted: bool = True) -> str:
         if run.snapshot is not None:  # the files as the run left them (restored, if it failed)
@@ -387,7 +529,7 @@ class Reactor:
     async def recover(self) -> list[Job]:
         """At start, before anything else runs: kill what unfinished steps left, roll back the runs a crash
         caught inside a step (or after a failed step, or whose playbook is gone), and return the runs that
-        were waiting for a retry as jobs to admit again. Waiting for a retry never happens here, so
+        were waiting for a retry or an approval as jobs to admit again. Waiting for a retry never happens here, so
         start-up does not depend on pending runs."""
         jobs = []
         for state in list(unfinished(self.runs_dir)):
@@ -468,7 +610,8 @@ class _Resume:
     snapshot: Snapshot | None
     results: dict[str, StepResult]
     done: dict[str, bool]
-    resume: dict[str, tuple[int, float]]
+    resume: dict[str, tuple[int, float | None]]  # step -> (next attempt, when its wait ends)
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)  # approve steps asking (journal entries)
 
     @classmethod
     def from_state(cls, state: JournalState, record: RunRecord, data_dir: Path) -> _Resume:
@@ -483,9 +626,12 @@ class _Resume:
                    for step_id, entry in state.results.items()}
         done = {step_id: entry["ok"] for step_id, entry in state.results.items() if step_id not in state.waiting}
         done.update({step_id: False for step_id in state.skipped})
-        resume = {step_id: (entry["attempt"] + 1, entry["until"]) for step_id, entry in state.waiting.items()}
-        return cls(record, snapshot, results, done, resume)
+        resume: dict[str, tuple[int, float | None]] = {
+            step_id: (entry["attempt"] + 1, entry["until"]) for step_id, entry in state.waiting.items()}
+        resume.update({step_id: (entry["attempt"], None) for step_id, entry in state.approvals.items()})
+        return cls(record, snapshot, results, done, resume, dict(state.approvals))
 
     def prime(self, run: _Run) -> None:
         run.snapshot = self.snapshot
         run.results.update(self.results)
+        run.approvals.update(self.approvals)
