@@ -117,10 +117,14 @@ class Controls:
         await self._end_silence(silence, by, reason or "expired by hand")
         return silence
 
-    async def pause(self, body: Any, by: str) -> Hold:
-        body = checked("pause", body)
+    def _hold(self, control: str, body: Any, by: str) -> Hold:
+        """The hold a pause or disable `body` asks for, from now (ControlError naming a bad field)."""
+        body = checked(control, body)
         now = self.clock()
-        hold = Hold(now, ends(body, now), body["reason"], by)
+        return Hold(now, ends(body, now), body["reason"], by)
+
+    async def pause(self, body: Any, by: str) -> Hold:
+        hold = self._hold("pause", body, by)
         await self._emit("control.paused", {"by": by, "reason": hold.reason, "pause": hold.view()}, None)
         self.state.pause = hold
         await self._save()
@@ -137,9 +141,7 @@ class Controls:
         return hold
 
     async def disable(self, playbook_id: str, body: Any, by: str) -> Hold:
-        body = checked("disable", body)
-        now = self.clock()
-        hold = Hold(now, ends(body, now), body["reason"], by)
+        hold = self._hold("disable", body, by)
         await self._emit("control.playbook_disabled", {"by": by, "reason": hold.reason, "playbook": playbook_id,
                                                        "disable": hold.view()}, None)
         self.state.disabled[playbook_id] = hold

@@ -89,28 +89,11 @@ async def _enable(request: web.Request, body: Any, by: str) -> Any:
     return {"playbook": playbook_id, "enabled": True}
 
 
-async def _trigger(request: web.Request, body: Any, by: str) -> Any:
-    return await request.app[ENGINE].manual.trigger(request.match_info["playbook_id"], body, by)
-
-
-async def _restart(request: web.Request, body: Any, by: str) -> Any:
-    return await request.app[ENGINE].manual.restart_agent(request.match_info["agent"], body, by)
-
-
-async def _stop(request: web.Request, body: Any, by: str) -> Any:
-    return await request.app[ENGINE].manual.stop_agent(request.match_info["agent"], body, by)
-
-
-async def _start(request: web.Request, body: Any, by: str) -> Any:
-    return await request.app[ENGINE].manual.start_agent(request.match_info["agent"], body, by)
-
-
-async def _budget_reset(request: web.Request, body: Any, by: str) -> Any:
-    return await request.app[ENGINE].manual.reset_budget(request.match_info["agent"], body, by)
-
-
-async def _breaker_reset(request: web.Request, body: Any, by: str) -> Any:
-    return await request.app[ENGINE].manual.reset_breaker(request.match_info["playbook_id"], body, by)
+def _manual(action: str, param: str) -> Change:
+    """A manual action of `engine.manual` on the route's `param` (an agent or a playbook id)."""
+    async def change(request: web.Request, body: Any, by: str) -> Any:
+        return await getattr(request.app[ENGINE].manual, action)(request.match_info[param], body, by)
+    return change
 
 
 def add_control_routes(app: web.Application) -> None:
@@ -123,9 +106,9 @@ def add_control_routes(app: web.Application) -> None:
     router.add_post("/api/resume", _handler(_resume))
     router.add_post("/api/playbooks/{playbook_id}/disable", _handler(_disable))
     router.add_post("/api/playbooks/{playbook_id}/enable", _handler(_enable))
-    router.add_post("/api/playbooks/{playbook_id}/trigger", _handler(_trigger, 202))
-    router.add_post("/api/agents/{agent}/restart", _handler(_restart, 202))
-    router.add_post("/api/agents/{agent}/stop", _handler(_stop))
-    router.add_post("/api/agents/{agent}/start", _handler(_start, 202))
-    router.add_post("/api/budget/{agent}/reset", _handler(_budget_reset))
-    router.add_post("/api/breakers/{playbook_id}/reset", _handler(_breaker_reset))
+    router.add_post("/api/playbooks/{playbook_id}/trigger", _handler(_manual("trigger", "playbook_id"), 202))
+    router.add_post("/api/agents/{agent}/restart", _handler(_manual("restart_agent", "agent"), 202))
+    router.add_post("/api/agents/{agent}/stop", _handler(_manual("stop_agent", "agent")))
+    router.add_post("/api/agents/{agent}/start", _handler(_manual("start_agent", "agent"), 202))
+    router.add_post("/api/budget/{agent}/reset", _handler(_manual("reset_budget", "agent")))
+    router.add_post("/api/breakers/{playbook_id}/reset", _handler(_manual("reset_breaker", "playbook_id")))
