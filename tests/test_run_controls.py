@@ -126,3 +126,52 @@ def test_cancel_refuses_unknown_runs_and_bad_bodies_with_json(tmp_path):
             assert r.status == 400 and (await r.json())["pointer"] == ""
 
     run_engine(tmp_path, body)
+
+
+NOTE = """
+- id: note
+  on: ops.fix
+  steps:
+    - {id: note, action: emit, with: {type: ops.noted}}
+"""
+
+
+def test_rerun_runs_the_playbook_again_for_the_same_event_through_the_budget(tmp_path):
+    _rules(tmp_path, NOTE)
+
+    async def body(engine, http):
+        cause = await _emit(http)
+        first = await _run_of(engine, cause)
+        await wait_for_event(engine, lambda e: e["type"] == "reactor.succeeded" and e["data"]["run_id"] == first)
+        status, answer = await _post(http, f"/api/runs/{first}/rerun")
+        assert status == 200 and answer["rerun_of"] == first and answer["outcome"] == "queued"
+        again = answer["run_id"]
+        decision = await wait_for_event(engine, lambda e: e["type"] == "scheduler.decision"
+                                        and e["data"]["run_id"] == again)
+        who = "cli:tester@box via 127.0.0.1"
+        assert decision["data"]["cause"] == cause and decision["data"]["playbook"] == "note"
+        assert decision["data"]["redecision"] == f"manual re-run of {first} by {who}"
+        assert (decision["data"]["rerun_of"], decision["data"]["by"]) == (first, who)
+        await wait_for_event(engine, lambda e: e["type"] == "reactor.succeeded" and e["data"]["run_id"] == again)
+        assert engine.runs.get(again).rerun_of == first and engine.runs.get(again).cause == cause
+        status, answer = await _post(http, f"/api/runs/{first}/rerun")  # the budget of 2 runs is spent
+        assert status == 409 and answer["reason"] == "budget", answer
+        aside = await wait_for_event(engine, lambda e: e["type"] == "scheduler.decision"
+                                     and e["data"]["outcome"] == "set_aside" and e["data"]["reason"] == "budget")
+        assert aside["data"]["redecision"] == f"manual re-run of {first} by {who}"
+        assert (await _post(http, "/api/runs/01NOSUCHRUN0000000000000000/rerun"))[0] == 404
+        assert (await _post(http, f"/api/runs/{first}/rerun", {"reason": "x"}))[1]["pointer"] == "/reason"
+
+    run_engine(tmp_path, body, extra="reactor: {budget: {max_runs: 2}}\n")
+
+
+def test_rerun_of_a_running_run_is_refused(tmp_path):
+    _hang_playbook(tmp_path)
+
+    async def body(engine, http):
+        run_id = await _run_of(engine, await _emit(http))
+        status, answer = await _post(http, f"/api/runs/{run_id}/rerun")
+        assert status == 409 and "has not finished" in answer["error"]
+        assert (await _post(http, f"/api/runs/{run_id}/cancel"))[0] == 200
+
+    run_engine(tmp_path, body)

@@ -168,6 +168,12 @@ class Scheduler:
         """Whether `run_id` has started (running or parked), though its runner may not have seen it yet."""
         return run_id in self._running or run_id in self._parked
 
+    def going(self, run_id: str) -> bool:
+        """Whether `run_id` is started, queued or waiting behind the run of its key."""
+        return self.started(run_id) or any(
+            job.run_id == run_id for job in (*(j for q in self._classes for j in q),
+                                             *(s.waiting for s in self._keys.values() if s.waiting)))
+
     def depth_by_priority(self) -> dict[str, int]:
         return {name: len(self._classes[rank]) for name, rank in RANK.items()}
 

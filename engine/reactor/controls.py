@@ -73,10 +73,10 @@ class RunControls:
         through the loop guard, the breaker, the budget and the scheduler like any decision; its
         `scheduler.decision` says `redecision: manual re-run of RUN by WHO`, `rerun_of` and `by`."""
         found = await self._record(run_id)
+        if self.scheduler.going(run_id) or (isinstance(found, RunRecord) and found.status == "running"):
+            return 409, {"error": f"run {run_id} has not finished: wait for it or cancel it first"}
         if isinstance(found, tuple):
             return found
-        if found.status == "running":
-            return 409, {"error": f"run {run_id} is still running: wait for it or cancel it first"}
         start = await asyncio.to_thread(start_entry, self.reactor.runs_dir / run_id / "journal.jsonl")
         if start is None:
             return 409, {"error": f"run {run_id} has no journal to re-run it from"}
