@@ -192,9 +192,11 @@ def test_waiting_runs_hold_no_slot_and_are_answered_over_the_api(tmp_path: Path)
         assert approved["data"]["by"] == "cli:tester@box via 127.0.0.1" and approved["data"]["reason"] == "go ahead"
         denied = await wait_for_event(engine, lambda e: e["type"] == "reactor.denied")
         assert denied["data"]["reason"] == "not in business hours"
-        await wait_for_event(engine, lambda e: e["type"] == "reactor.rolled_back" and e["data"]["run_id"] == b["run_id"])
+        await wait_for_event(engine, lambda e: e["type"] == "reactor.rolled_back"
+                             and e["data"]["run_id"] == b["run_id"])
         assert conf.read_text() == "old\n"
-        await wait_for_event(engine, lambda e: e["type"] == "reactor.succeeded" and e["data"]["run_id"] == a["run_id"])
+        await wait_for_event(engine, lambda e: e["type"] == "reactor.succeeded"
+                             and e["data"]["run_id"] == a["run_id"])
         assert (await _post(http, "/api/runs/01NOSUCHRUN0000000000000000/approve"))[0] == 404
         status, answer = await _post(http, f"/api/runs/{a['run_id']}/deny")
         assert status == 409 and "finished" in answer["error"]

@@ -295,7 +295,8 @@ class _Run:
         return await self.deps.emit(type_, payload, event, severity)
 
     # -- the DAG ----------------------------------------------------------------------------------
-    async def steps(self, done: dict[str, bool], resume: dict[str, tuple[int, float | None]] | None = None) -> str | None:
+    async def steps(self, done: dict[str, bool],
+                    resume: dict[str, tuple[int, float | None]] | None = None) -> str | None:
         """Run every step not in `done`; returns the id of the first failed step, or None."""
         resume = resume or {}
         by_id = {s.id: s for s in self.pb.steps}
@@ -393,7 +394,8 @@ class Reactor:
         self.active[job.run_id] = run
         try:
             if resumed is None:
-                rerun = {"rerun_of": job.extra["rerun_of"], "by": job.extra.get("by")} if "rerun_of" in job.extra else {}
+                rerun = {"rerun_of": job.extra["rerun_of"], "by": job.extra.get("by")} \
+                    if "rerun_of" in job.extra else {}
                 await run.emit("reactor.started", {"priority": job.priority, **rerun})
                 return await self._execute(run, done={})
             resumed.prime(run)
