@@ -5,7 +5,7 @@
   const MAX_EVENTS = 500, MAX_SCORES = 60, SEVERITIES = ["debug", "info", "warning", "error", "critical"];
   const d = window.dashboard = {
     state: dict(), events: [], connected: false, frames: 0, epoch: null, seq: null, paused: false,
-    filter: null, scores: dict(), lastError: null, runs: [],
+    filter: null, scores: dict(), lastError: null, runs: [], playbookTypes: dict(),
   };
   const $ = (id) => document.getElementById(id);
 
@@ -94,7 +94,7 @@
     $("queue-depth").textContent = queue.depth ?? 0;
     $("running-count").textContent = (queue.running || []).length;
     if (!d.paused) renderEvents();
-    renderAgents(); renderProblems(); renderRunning(); renderPlaybooks();
+    renderAgents(); renderProblems(); renderRunning(); renderPlaybooks(); controls.render();
     const keys = Object.keys(s.playbooks || {}).join(",");
     if (keys !== lastPlaybookKeys) { lastPlaybookKeys = keys; loadRulesHealth(); }
     const running = (queue.running || []).join(",");
@@ -127,7 +127,8 @@
       el("th", {scope: "row"}, a.name),
       el("td", {class: "state-" + (a.state || "")}, a.state || (a.declared ? "?" : "seen")),
       el("td", {}, typeof a.score === "number" ? a.score.toFixed(2) : "–"),
-      el("td", {}, sparkline(d.scores[a.name] || [])), el("td", {}, a.restarts ?? ""))));
+      el("td", {}, sparkline(d.scores[a.name] || [])), el("td", {}, a.restarts ?? ""),
+      el("td", {}, ...controls.agentButtons(a)))));
   }
 
   function renderProblems() {
@@ -141,23 +142,26 @@
   function renderRunning() {  // the runs in progress, from the state: no API call per frame
     fill($("running"), Object.entries(d.state.runs || {}).map(([id, r]) => el("tr", {"data-run": id},
       el("th", {scope: "row"}, el("button", {class: "linkish", onclick: () => showRun(id)}, id)),
-      el("td", {}, r.playbook), el("td", {}, r.agent || ""), el("td", {}, r.priority), el("td", {}, r.cause || ""))));
+      el("td", {}, r.playbook), el("td", {}, r.agent || ""), el("td", {}, r.priority), el("td", {}, r.cause || ""),
+      el("td", {}, r.waiting === "approval" ? "waiting for approval " : "", controls.cancelButton(id)))));
   }
 
   function renderPlaybooks() {
     const books = Object.entries(d.state.playbooks || {}).sort(([a], [b]) => a.localeCompare(b));
-    fill($("playbooks"), books.map(([id, p]) => el("tr", {},
-      el("th", {scope: "row"}, id), el("td", {}, p.enabled === false ? "disabled" : "enabled"),
+    const held = (d.state.controls || {}).disabled || dict();  // disabled at run time, for a while
+    fill($("playbooks"), books.map(([id, p]) => el("tr", {"data-playbook": id},
+      el("th", {scope: "row"}, id),
+      el("td", {}, p.enabled === false ? "disabled in YAML" : id in held ? "disabled by " + held[id].by : "enabled"),
       el("td", {class: p.circuit === "closed" ? "closed" : "open"},
          show(p.circuit || "closed")),
-      el("td", {}, p.priority || ""))));
+      el("td", {}, p.priority || ""), el("td", {}, ...controls.playbookButtons(id, p, d.playbookTypes)))));
   }
 
   // --- the API ----------------------------------------------------------------------------------------
   async function api(path, options) {
     const answer = await fetch(path, {credentials: "same-origin", ...options});
     let body = null;
-    try { body = await answer.json(); } catch (_) { body = {error: answer.statusText}; }
+    try { body = parse(await answer.text()); } catch (_) { body = {error: answer.statusText}; }
     return {status: answer.status, body};
   }
 
@@ -165,6 +169,7 @@
     const {status, body} = await api("/api/playbooks");
     const box = $("rules-health");
     if (status !== 200) { box.textContent = "rules health unavailable: " + (body.error || status); return; }
+    for (const p of body.playbooks || []) d.playbookTypes[p.id] = p.on;  // what "Run now" makes an event of
     const health = body.health || {};
     const problems = [...Object.entries(health.rejected || {}), ...Object.entries(health.unreadable || {})];
     box.replaceChildren(el("h3", {}, "Lint"), problems.length
@@ -185,8 +190,10 @@
     fill($("runs"), d.runs.map((r) => el("tr", {"data-run": r.run_id},
       el("th", {scope: "row"}, el("button", {class: "linkish", onclick: () => showRun(r.run_id)}, r.run_id)),
       el("td", {}, r.playbook), el("td", {}, r.status), el("td", {}, time(r.started)),
-      el("td", {}, r.status === "running" ? "" :
-        el("button", {class: "rollback", "data-run": r.run_id, onclick: () => rollback(r.run_id)}, "Roll back")))));
+      el("td", {}, ...(r.status === "running" ? [controls.cancelButton(r.run_id)]
+        : [controls.rerunButton(r.run_id), " ",
+           el("button", {class: "rollback", "data-run": r.run_id, onclick: () => rollback(r.run_id)},
+              "Roll back")])))));
   }
 
   async function showRun(runId) {
@@ -258,6 +265,8 @@
     d.filter = Object.keys(filter).length ? filter : null;  // sent with the first frame of the stream
   }
 
+  const controls = d.controls = window.dashboardControls({el, fill, time, api, $, dict, state: () => d.state,
+    redraw: render, reloadRuns: scheduleRuns});
   d.mergePatch = mergePatch;
   filterFromAddress();
   d.reloadRuns = loadRuns;
