@@ -136,3 +136,42 @@ def test_the_office_resumes_its_stream_after_the_socket_drops(page):
     engine.post("/api/events", [{"type": "agent.task_started", "agent": "gamma", "data": {"task": "t"}}])
     page.wait_for_function("window.office.agents.gamma !== undefined", timeout=10_000)
     assert page.evaluate("window.office.epoch") == epoch and page.evaluate("window.office.seq") > seq
+
+
+ASK_FIRST = """id: ask-first
+description: A fix that waits for a person's yes (the office shows the agent waiting)
+on: demo.ask
+confidence: 0.9
+steps:
+  - id: ask
+    action: approve
+    with: {message: "Restart {agent}'s cache?", timeout: 10m}
+  - id: fix
+    needs: [ask]
+    action: shell
+    with: {argv: ["true"]}
+"""
+
+
+def test_a_run_waiting_for_approval_shows_coder_waiting_with_a_bubble_until_answered(browser, coder_engine):
+    engine = coder_engine(rules={"ask_first.yaml": ASK_FIRST})
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(engine.url + "/office")
+    page.wait_for_function("window.office.agents.coder && window.office.agents.coder.state !== 'down'",
+                           timeout=20_000)
+    page.evaluate("window.office.freeze(true)")
+    assert signature(page).get("o", 0) == 0  # no hourglass on the desk yet
+    engine.post("/api/events", [{"type": "demo.ask", "agent": "coder"}])
+    page.wait_for_function("window.office.agents.coder.bubble === 'waiting for approval'", timeout=15_000)
+    waiting = signature(page)
+    assert page.evaluate("window.office.agents.coder.state") == "waiting"
+    assert waiting.get("s", 0) > 0 and waiting.get("o", 0) > 0, waiting  # a person sitting by an hourglass
+    text = page.locator("#list").inner_text()
+    assert "run ask-first waits for approval: Restart coder's cache?" in text and "(waiting for approval)" in text
+    screenshot(page, "office-approval")
+
+    [asked] = engine.get("/api/approvals")["approvals"]
+    engine.post(f"/api/runs/{asked['run_id']}/deny", {"reason": "not today"})
+    page.wait_for_function("window.office.agents.coder.bubble !== 'waiting for approval'", timeout=15_000)
+    assert "waiting for approval" not in page.locator("#list").inner_text()
+    page.close()

@@ -17,6 +17,7 @@ const ART = {
   cup: ["cc", "cc"],
   smoke: [".ff.f.", "ffffff", ".ffff.", "..ff.."],
   hand: ["ss"],
+  hourglass: ["kkk", "ooo", ".o.", "o.o", "kkk"],
   shelf: ["dddddddd", "drbtgrbd", "drbtgrbd", "dddddddd", "dgtrbtgd", "dgtrbtgd", "dddddddd"],
   table: ["p".repeat(56), "p".repeat(56), "d".repeat(56), "d" + ".".repeat(54) + "d"],
 };

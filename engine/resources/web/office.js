@@ -117,8 +117,11 @@ function byAgent(items, nameOf) {
   return out;
 }
 
+const asks = r => r.waiting === "approval";  // a run of it waits at an approve step for a person's answer
+
 function visualState(a, problems, runs) {  // first that applies: docs/office.md
   if (a.state === "down" || (a.declared && !a.pid)) return "down";
+  if (runs.some(asks)) return "waiting";
   if (a.degraded || (typeof a.score === "number" && a.score < 0.3) || problems.length) return "degraded";
   if (a.state === "learning") return "learning";
   if (a.state === "working" || a.task || runs.length) return "running";
@@ -127,6 +130,7 @@ function visualState(a, problems, runs) {  // first that applies: docs/office.md
 
 function bubbleFor(vis, problems, runs) {  // what a person should know
   if (problems.some(p => p.escalated_at)) return "escalated";
+  if (runs.some(asks)) return "waiting for approval";
   if (vis === "down") return runs.length || problems.length ? "restarting…" : "down";
   if (runs.length) return `${runs[0].playbook}…`;
   return "";
@@ -176,7 +180,8 @@ function sync() {
     }
     s.pending = want !== s.state ? want : null;
     s.bubble = bubbleFor(s.state, problems, runs);
-    s.doing = [s.meeting && `meeting on ${s.meeting}`, a.task, ...runs.map(r => `run ${r.playbook}`)]
+    s.doing = [s.meeting && `meeting on ${s.meeting}`, a.task,
+      ...runs.map(r => `run ${r.playbook}` + (asks(r) ? ` waits for approval: ${r.message || ""}` : ""))]
       .filter(Boolean).join(" · ");
   }
   renderList();
@@ -209,6 +214,7 @@ function drawAgent(s) {
   if (s.state === "running" && Math.floor(t / 3000) % 2) sprite(ctx, "doc", sx + 6, sy + 1);  // reading docs
   else if (s.state === "running") sprite(ctx, "hand", sx + blink * 6, sy + 4);  // typing, left and right
   if (s.state === "idle") sprite(ctx, "cup", sx + 8, sy + 6);
+  if (s.state === "waiting") sprite(ctx, "hourglass", sx + 8, sy + 3);  // hands still, an hourglass by them
   if (s.state === "learning") { sprite(ctx, "book", sx + 2, sy + 5); sprite(ctx, "pencil", sx + 7, sy + 3 + blink); }
   if (s.state === "degraded") {  // scratching its head, smoke over it
     sprite(ctx, "hand", sx, sy - 4 - blink); sprite(ctx, "smoke", sx + 1, sy - 10 - blink);
