@@ -193,7 +193,8 @@ def test_random_command_lines(scratch: Path):
 REQUIRED = {("emit",): ["a.b"], ("rollback",): ["RUN"], ("feedback",): ["EVENT", "--label", "true"],
             ("silence",): ["list"], ("pause",): ["--reason", "r"], ("playbook",): ["enable", "p"],
             ("agent",): ["restart", "coder"], ("budget",): ["reset", "coder", "--reason", "r"],
-            ("breaker",): ["reset", "p", "--reason", "r"]}
+            ("breaker",): ["reset", "p", "--reason", "r"], ("cancel",): ["RUN"], ("rerun",): ["RUN"],
+            ("approve",): ["RUN"], ("deny",): ["RUN"]}
 
 
 def test_a_closed_port_is_one_line_saying_so(scratch: Path):
