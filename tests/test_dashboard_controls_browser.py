@@ -99,7 +99,7 @@ def test_pause_shows_a_banner_until_resumed_and_the_events_name_the_dashboard(pa
     answer(page, reason="freeze over")
     said(page, True)
     banner.wait_for(state="hidden", timeout=10_000)
-    assert page.locator("#pause-state").inner_text() == "automation on"
+    assert page.locator("#pause-state").inner_text() == "on"
     assert by_of(engine, "control.resumed") == ["dashboard via 127.0.0.1"]
     assert engine.events("control.resumed")[0]["data"]["reason"] == "freeze over"
 

@@ -151,7 +151,7 @@ window.dashboardControls = (ui) => {
     ...open.map((w) => el("p", {class: "window-line"}, `Maintenance window ${w.name} open until ${time(w.open_until)}`
       + (w.reason ? ` — ${w.reason}` : "")))]);
     $("pause-state").textContent = paused ? `paused by ${paused.by}: ${paused.reason}` +
-      (paused.until ? ` (until ${time(paused.until)})` : " (until resumed)") : "automation on";
+      (paused.until ? ` (until ${time(paused.until)})` : " (until resumed)") : "on";
     $("ctl-pause").hidden = !!paused;
     $("ctl-resume").hidden = !paused;
   }
