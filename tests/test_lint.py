@@ -106,7 +106,7 @@ BAD = [
      3, 13, "schema", "1.5 is greater than the maximum of 1"),
     ("emit of an engine type",
      "id: p\non: agent.down\nsteps:\n  - id: a\n    action: emit\n    with: {type: score.degraded}\n",
-     6, 18, "reserved-type", "score.* and playbook.* are the engine's own"),
+     6, 18, "reserved-type", "control.* and notification.* are the engine's own"),
     ("steps missing", "id: p\non: agent.down\n", 1, 1, "required", "'steps' is a required property"),
     ("YAML syntax", "id: p\non: [agent.down\n" + STEP, 3, 6, "yaml", "expected ',' or ']'"),
     ("duplicate top-level key", "id: p\non: agent.down\nid: q\n" + STEP, 3, 1, "duplicate-key",

@@ -6,8 +6,15 @@ import re
 
 import pytest
 
+from engine.actions import ACTIONS
 from engine.events import RESERVED_PREFIXES
-from engine.playbooks.model import DEFAULT_TIMEOUT_S, OPERATORS, PRIORITIES, Playbook, Retry
+from engine.playbooks.model import (
+    DEFAULT_TIMEOUT_S,
+    OPERATORS,
+    PRIORITIES,
+    Playbook,
+    Retry,
+)
 from engine.playbooks.templates import PATH_PATTERN
 from engine.schemas import apply_defaults, load_schema, schema_errors
 
@@ -15,13 +22,14 @@ SCHEMA = load_schema("playbook")
 DEFS = SCHEMA["$defs"]
 MINIMAL = {"id": "p", "on": "agent.down", "steps": [{"id": "a", "action": "compact"}]}
 CONTRACT_ACTIONS = ["shell", "http", "emit", "restart_agent", "signal", "wait_for", "write_file", "compact", "python"]
+OUR_ACTIONS = ["approve", "notify"]  # beyond the contract's list: operator controls (docs/actions.md)
 
 
 def test_actions_are_the_contract_s_and_each_has_its_fields_branch():
-    assert DEFS["action"]["enum"] == CONTRACT_ACTIONS == list(DEFS["actions"])
+    assert DEFS["action"]["enum"] == CONTRACT_ACTIONS + OUR_ACTIONS == list(DEFS["actions"]) == list(ACTIONS)
     branches = {b["if"]["properties"]["action"]["enum"][0]: b["then"]["properties"]["with"]["$ref"]
                 for b in DEFS["action_fields"]["allOf"]}
-    assert branches == {name: f"#/$defs/actions/{name}" for name in CONTRACT_ACTIONS}
+    assert branches == {name: f"#/$defs/actions/{name}" for name in CONTRACT_ACTIONS + OUR_ACTIONS}
 
 
 def test_operators_priorities_and_reserved_types_match_the_engine():

@@ -113,6 +113,29 @@ def test_a_failed_run_is_decided_again_at_once_skipping_the_playbook_that_failed
     assert again.why == "run failed" and again.exclude == {"restart"}
 
 
+def test_a_run_a_person_cancelled_is_not_tried_again_at_once_and_the_lifted_hold_decides_again():
+    book, clock, _ = make()
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)
+    book.fold(decision(clock, down, "queued", "r1"))
+    book.fold(ev(clock, "reactor.started", cause=down["id"], run_id="r1", playbook="restart"))
+    book.fold(ev(clock, "reactor.failed", cause=down["id"], run_id="r1", playbook="restart", status="cancelled",
+                 by="cli:ann@ops via 127.0.0.1"))
+    assert book.due() == [], "a person stopped that fix: not straight back in"
+    problem = book.problems(open_only=True)[0]
+    assert "restart" in problem.tried and "cancelled by cli:ann@ops" in problem.reasons["restart: run cancelled"]
+    clock.now += 60
+    [again] = book.due()
+    assert again.exclude == {"restart"}
+
+    book.fold(decision(clock, down, "set_aside", reason="silenced:S1", redecision="resync"))
+    clock.now += 1
+    assert book.due() == []
+    book.fold(ev(clock, "control.silence_expired", agent=None, lifts=["silenced:S1"]))
+    [lifted] = book.due()
+    assert lifted.why == "silenced:S1 lifted"
+
+
 def test_same_answer_to_a_resync_backs_off_up_to_five_minutes():
     book, clock, _ = make(resync_s=60.0)
     down = ev(clock, "agent.down", signal="SIGKILL")

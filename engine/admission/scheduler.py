@@ -142,8 +142,10 @@ class Scheduler:
             data["reason"] = reason
         if job.extra.get("redecision"):
             data["redecision"] = job.extra["redecision"]
-        if job.extra.get("rerun_of"):  # a manual re-run: of which run, asked by whom
-            data["rerun_of"], data["by"] = job.extra["rerun_of"], job.extra.get("by")
+        if job.extra.get("by"):  # a person's job (re-run, manual restart, trigger): who asked
+            data["by"] = job.extra["by"]
+        if job.extra.get("rerun_of"):
+            data["rerun_of"] = job.extra["rerun_of"]
         data.update(extra)
         await self._emit("scheduler.decision", data, job)
 

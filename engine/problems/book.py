@@ -30,10 +30,10 @@ Emit = Callable[[str, dict[str, Any], dict[str, Any], str], None]
 RUN_ENDS = ("reactor.succeeded", "reactor.failed")  # every run ends with one of these (rolled_back follows failed)
 FAILED_STATUSES = ("failed", "timeout")  # a run that ended so counts as tried; cancelled/error do not
 MAX_BACKOFF_S = 300.0
-HOPELESS = ("no_playbook", "unknown_agent")
+HOPELESS = ("no_playbook", "unknown_agent")  # reasons no lapse can change: a person must look at once
 # holds an operator or another problem lifts (their control.* event names them in data.lifts)
 LIFTABLE = ("paused", "disabled", "budget", "circuit open")
-LIFTABLE_PREFIXES = ("silenced:", "maintenance:", "inhibited_by:", "stopped:")  # reasons no lapse can change: a person must look at once
+LIFTABLE_PREFIXES = ("silenced:", "maintenance:", "inhibited_by:", "stopped:")
 DUE_BATCH = 200  # escalations, and re-decisions, per due() call at most
 AWAIT_DECISION_S = 30.0  # a re-decision whose answer never came back (a lost event) is asked again after this
 RESTART_GRACE_S = 3.0  # re-decide open problems this long after a restart (recovered runs announce first)
@@ -391,10 +391,16 @@ class Book:
             status = "succeeded" if event_type == "reactor.succeeded" else str(data.get("status") or "failed")
             problem.runs[run_id] = f"{playbook}:{status}"
             problem.active.discard(run_id)
-            if status in FAILED_STATUSES:
+            by = data.get("by")
+            person = status == "cancelled" and isinstance(by, str) and by != "engine"
+            if status in FAILED_STATUSES or person:
                 problem.tried.add(playbook)
-                problem.reasons[f"{playbook}: run failed"] = f"run {run_id} {status}: {data.get('reason', '')}".strip()
-            if not problem.active:  # failed, or succeeded without healing: decide again now
+                problem.reasons[f"{playbook}: run {'cancelled' if person else 'failed'}"] = \
+                    f"run {run_id} {status}{f' by {by}' if person else ''}: {data.get('reason', '')}".strip(": ")
+            if person and not problem.active:  # a person stopped that fix: not straight back in, ask later
+                problem.next_at, problem.why = self._clock() + self.resync_s, "resync"
+                problem.backoff_s = self.resync_s
+            elif not problem.active:  # failed, or succeeded without healing: decide again now
                 problem.next_at, problem.why = self._clock(), f"run {status}"
                 problem.backoff_s = self.resync_s
 

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from engine.admission.dispatch import Dispatcher, check_guards
+from engine.admission.dispatch import Dispatcher
 from engine.admission.scheduler import ACCEPTED, Job, Scheduler
 from engine.playbooks.matcher import key_text
 from engine.playbooks.model import Playbook
@@ -86,17 +86,14 @@ class RunControls:
         event, priority = start["event"], start["priority"]
         key = (playbook.id, key_text(playbook, event))
         why = f"manual re-run of {run_id} by {by}"
-        job = Job(playbook, event, priority, key,
-                  extra={"redecision": why, "rerun_of": run_id, "by": by, "manual": True})
-        d = self.dispatcher
-        # The reason, should the dispatcher set it aside: the same check it makes first, on the same state.
-        aside, _ = check_guards(playbook, event, key, d.declared(), d.loop, d.breaker, d.budget)
-        outcome = await d.dispatch_job(job)
+        job = Job(playbook, event, priority, key, extra={"redecision": why, "rerun_of": run_id, "by": by})
+        outcome = await self.dispatcher.dispatch_job(job)
         if outcome in ACCEPTED:
             return 200, {"run_id": job.run_id, "rerun_of": run_id, "outcome": outcome, "by": by}
+        aside = job.extra.get("set_aside")  # the guard's reason and detail, kept by the dispatcher
         if outcome == "set_aside" and aside is not None:
-            return 409, {"error": f"re-run of {run_id} set aside ({aside.reason}): {aside.detail}",
-                         "reason": aside.reason, "detail": aside.detail, "rerun_of": run_id}
+            return 409, {"error": f"re-run of {run_id} set aside ({aside['reason']}): {aside['detail']}",
+                         "reason": aside["reason"], "detail": aside["detail"], "rerun_of": run_id}
         return 409, {"error": f"re-run of {run_id} not queued: {outcome}", "reason": outcome, "rerun_of": run_id}
 
     async def _record(self, run_id: str) -> RunRecord | Answer:
