@@ -103,11 +103,11 @@ class Controls:
                                   "expire some first")
         silence = Silence.from_body(body, id_=self._new_id(), by=by, now=now, default_s=self.default_silence_s)
         selector = _selector(silence)  # compiled before anything is stored
-        await self._emit("control.silence_added", {"by": by, "reason": silence.reason, "silence": silence.view(now)},
-                         silence.agent if silence.agent and not _is_glob(silence.agent) else None)
-        self.state.silences[silence.id] = silence
-        self._selectors[silence.id] = selector
-        await self._save()
+        def add() -> None:
+            self.state.silences[silence.id] = silence
+            self._selectors[silence.id] = selector
+        await self._change("control.silence_added", {"by": by, "reason": silence.reason, "silence": silence.view(now)},
+                           add, silence.agent if silence.agent and not _is_glob(silence.agent) else None)
         return silence
 
     async def expire_silence(self, silence_id: str, by: str, reason: str = "") -> Silence:
@@ -125,27 +125,22 @@ class Controls:
 
     async def pause(self, body: Any, by: str) -> Hold:
         hold = self._hold("pause", body, by)
-        await self._emit("control.paused", {"by": by, "reason": hold.reason, "pause": hold.view()}, None)
-        self.state.pause = hold
-        await self._save()
+        await self._change("control.paused", {"by": by, "reason": hold.reason, "pause": hold.view()},
+                           lambda: setattr(self.state, "pause", hold))
         return hold
 
     async def resume(self, by: str, reason: str = "") -> Hold:
         hold = self.state.pause
         if hold is None:
             raise ControlConflict("automation is not paused")
-        await self._emit("control.resumed", {"by": by, "reason": reason or "resumed", "lifts": ["paused"],
-                                             "pause": hold.view()}, None)
-        self.state.pause = None
-        await self._save()
+        await self._resumed(hold, by, reason or "resumed")
         return hold
 
     async def disable(self, playbook_id: str, body: Any, by: str) -> Hold:
         hold = self._hold("disable", body, by)
-        await self._emit("control.playbook_disabled", {"by": by, "reason": hold.reason, "playbook": playbook_id,
-                                                       "disable": hold.view()}, None)
-        self.state.disabled[playbook_id] = hold
-        await self._save()
+        await self._change("control.playbook_disabled", {"by": by, "reason": hold.reason, "playbook": playbook_id,
+                                                         "disable": hold.view()},
+                           lambda: self.state.disabled.__setitem__(playbook_id, hold))
         return hold
 
     async def enable(self, playbook_id: str, by: str, reason: str = "") -> Hold:
@@ -158,9 +153,8 @@ class Controls:
     async def stop_agent(self, name: str, reason: str, by: str) -> Hold:
         """Record an operator's stop of `name` (the supervisor does the stopping): held until started."""
         hold = Hold(self.clock(), None, reason, by)
-        await self._emit("control.agent_stop", {"by": by, "reason": reason, "agent": name, "stop": hold.view()}, name)
-        self.state.stopped[name] = hold
-        await self._save()
+        await self._change("control.agent_stop", {"by": by, "reason": reason, "agent": name, "stop": hold.view()},
+                           lambda: self.state.stopped.__setitem__(name, hold), name)
         return hold
 
     async def start_agent(self, name: str, reason: str, by: str) -> dict[str, Any]:
@@ -168,11 +162,9 @@ class Controls:
         hold = self.state.stopped.get(name)
         if hold is None:
             raise ControlConflict(f"{name} was not stopped by an operator (use agent restart)")
-        event = await self._emit("control.agent_start", {"by": by, "reason": reason, "agent": name,
-                                                         "lifts": [f"stopped:{name}"], "stop": hold.view()}, name)
-        self.state.stopped.pop(name, None)
-        await self._save()
-        return event
+        return await self._change("control.agent_start", {"by": by, "reason": reason, "agent": name,
+                                                          "lifts": [f"stopped:{name}"], "stop": hold.view()},
+                                  lambda: self.state.stopped.pop(name, None), name)
 
     async def audit(self, type_: str, data: dict[str, Any], agent: str | None = None) -> dict[str, Any]:
         """A control the guards carry out themselves (a budget or breaker reset): its event, stored."""
@@ -185,11 +177,7 @@ class Controls:
         for silence in [s for s in self.state.silences.values() if now >= s.ends_at]:
             await self._end_silence(silence, "timer", "ended")
         if self.state.pause is not None and not self.state.pause.active(now):
-            hold = self.state.pause
-            await self._emit("control.resumed", {"by": "timer", "reason": "pause ended", "lifts": ["paused"],
-                                                 "pause": hold.view()}, None)
-            self.state.pause = None
-            await self._save()
+            await self._resumed(self.state.pause, "timer", "pause ended")
         for playbook_id, hold in [(p, h) for p, h in self.state.disabled.items() if not h.active(now)]:
             await self._enabled(playbook_id, hold, "timer", "disable ended")
         for window in self.windows:
@@ -205,18 +193,29 @@ class Controls:
                                                                "reason": window.reason,
                                                                "lifts": [f"maintenance:{window.name}"]}, None)
 
-    async def _end_silence(self, silence: Silence, by: str, reason: str) -> None:
-        await self._emit("control.silence_expired", {"by": by, "reason": reason, "lifts": [f"silenced:{silence.id}"],
-                                                     "silence": silence.view(self.clock())}, None)
-        self.state.silences.pop(silence.id, None)
-        self._selectors.pop(silence.id, None)
+    async def _change(self, type_: str, data: dict[str, Any], apply: Callable[[], Any],
+                      agent: str | None = None) -> dict[str, Any]:
+        """Store the control's event, then change the state and save it: what is not recorded never holds."""
+        event = await self._emit(type_, data, agent)
+        apply()
         await self._save()
+        return event
+
+    async def _end_silence(self, silence: Silence, by: str, reason: str) -> None:
+        def end() -> None:
+            self.state.silences.pop(silence.id, None)
+            self._selectors.pop(silence.id, None)
+        await self._change("control.silence_expired", {"by": by, "reason": reason, "lifts": [f"silenced:{silence.id}"],
+                                                       "silence": silence.view(self.clock())}, end)
+
+    async def _resumed(self, hold: Hold, by: str, reason: str) -> None:
+        await self._change("control.resumed", {"by": by, "reason": reason, "lifts": ["paused"], "pause": hold.view()},
+                           lambda: setattr(self.state, "pause", None))
 
     async def _enabled(self, playbook_id: str, hold: Hold, by: str, reason: str) -> None:
-        await self._emit("control.playbook_enabled", {"by": by, "reason": reason, "playbook": playbook_id,
-                                                      "lifts": ["disabled"], "disable": hold.view()}, None)
-        self.state.disabled.pop(playbook_id, None)
-        await self._save()
+        await self._change("control.playbook_enabled", {"by": by, "reason": reason, "playbook": playbook_id,
+                                                        "lifts": ["disabled"], "disable": hold.view()},
+                           lambda: self.state.disabled.pop(playbook_id, None))
 
     async def _save(self) -> None:
         self.version += 1
