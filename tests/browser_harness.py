@@ -40,3 +40,28 @@ def screenshot(page: object, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))  # type: ignore[attr-defined]
     return path
+
+
+def approve_first(event_type: str, message: str) -> str:
+    """A playbook on `event_type` whose run asks a person first (an `approve` step), then does a harmless step."""
+    return f"""id: approve-first
+description: A fix that asks a person first
+on: {event_type}
+confidence: 0.9
+steps:
+  - id: ask
+    action: approve
+    with: {{message: "{message}", timeout: 10m}}
+  - id: fix
+    needs: [ask]
+    action: shell
+    with: {{argv: ["true"]}}
+"""
+
+
+def open_page(browser: object, url: str, ready: str, height: int = 900, width: int = 1400) -> object:
+    """A page at `url`, once the JavaScript condition `ready` holds (the socket up, the first state in)."""
+    page = browser.new_page(viewport={"width": width, "height": height})  # type: ignore[attr-defined]
+    page.goto(url)
+    page.wait_for_function(ready, timeout=20_000)
+    return page

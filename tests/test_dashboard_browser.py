@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_harness import screenshot
+from browser_harness import open_page, screenshot
 from process_harness import EngineProcess
 
 WRITER = """id: write-site-config
@@ -39,9 +39,8 @@ def engine(coder_engine, site: Path) -> EngineProcess:
 
 @pytest.fixture
 def page(browser, engine: EngineProcess):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(engine.url + "/")
-    page.wait_for_function("window.dashboard.connected && window.dashboard.frames >= 1", timeout=10000)
+    page = open_page(browser, engine.url + "/", "window.dashboard.connected && window.dashboard.frames >= 1",
+                     height=1000)
     yield page
     page.close()
 
@@ -178,8 +177,8 @@ def test_agents_named_like_object_members_or_markup_are_shown_as_names(page, eng
     and a name with a comma is one name when the office links to it."""
     engine.post("/api/events", [{"type": "agent.task_done", "agent": name, "data": {"ok": True, "duration_ms": 5}}
                                 for name in HOSTILE])
-    page.wait_for_function(f"{HOSTILE!r}.every(n => document.querySelector(`#agents tr[data-agent='${{CSS.escape(n)}}']`))",
-                           timeout=15_000)
+    rows = f"{HOSTILE!r}.every(n => document.querySelector(`#agents tr[data-agent='${{CSS.escape(n)}}']`))"
+    page.wait_for_function(rows, timeout=15_000)
     assert page.evaluate("({}).score === undefined && window.pwned === undefined")
     assert page.evaluate("window.dashboard.connected")
     office = browser.new_page()

@@ -5,22 +5,8 @@ said them. Every control goes through the page's own buttons and dialog, as a pe
 from __future__ import annotations
 
 import pytest
-from browser_harness import screenshot
+from browser_harness import approve_first, open_page, screenshot
 from process_harness import EngineProcess
-
-APPROVE_FIX = """id: approve-fix
-description: A fix that asks a person first
-on: demo.approve
-confidence: 0.9
-steps:
-  - id: ask
-    action: approve
-    with: {message: "Restart the cache of {agent}?", timeout: 10m}
-  - id: fix
-    needs: [ask]
-    action: shell
-    with: {argv: ["true"]}
-"""
 
 SLOW_FIX = """id: slow-fix
 description: A remediation that takes a while (long enough to cancel it from the page)
@@ -44,14 +30,14 @@ WINDOW = """maintenance:
 
 @pytest.fixture
 def engine(coder_engine) -> EngineProcess:
-    return coder_engine(config=WINDOW, rules={"approve_fix.yaml": APPROVE_FIX, "slow_fix.yaml": SLOW_FIX})
+    approve = approve_first("demo.approve", "Restart the cache of {agent}?")
+    return coder_engine(config=WINDOW, rules={"approve_fix.yaml": approve, "slow_fix.yaml": SLOW_FIX})
 
 
 @pytest.fixture
 def page(browser, engine: EngineProcess):
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.goto(engine.url + "/")
-    page.wait_for_function("window.dashboard.connected && window.dashboard.state.controls", timeout=10_000)
+    page = open_page(browser, engine.url + "/", "window.dashboard.connected && window.dashboard.state.controls",
+                     height=1100)
     yield page
     page.close()
 
@@ -138,7 +124,7 @@ def test_an_approval_waiting_is_approved_from_the_page(page, engine: EngineProce
     row = page.locator("#approvals tr", has_text="Restart the cache of coder?")
     row.wait_for(timeout=15_000)
     run_id = row.get_attribute("data-run")
-    assert "coder" in row.inner_text() and "approve-fix" in row.inner_text()
+    assert "coder" in row.inner_text() and "approve-first" in row.inner_text()
     assert page.locator("#approvals-none").is_hidden()
     assert "waiting for approval" in page.locator(f"#running tr[data-run='{run_id}']").inner_text()
     screenshot(page, "dashboard-approval")

@@ -8,7 +8,7 @@ import os
 import signal
 
 import pytest
-from browser_harness import screenshot
+from browser_harness import approve_first, open_page, screenshot
 
 
 @pytest.fixture
@@ -20,6 +20,14 @@ def page(browser, coder_engine):
     page.evaluate("window.office.freeze(true)")
     yield page, engine
     page.close()
+
+
+def frozen_office(browser, engine):
+    """/office once coder is up, animation frozen (sprites stand still where their state puts them)."""
+    page = open_page(browser, engine.url + "/office",
+                     "window.office.agents.coder && window.office.agents.coder.state !== 'down'")
+    page.evaluate("window.office.freeze(true)")
+    return page
 
 
 def signature(page) -> dict[str, int]:
@@ -73,11 +81,7 @@ steps:
 
 def test_a_run_on_coder_shows_it_busy_with_a_bubble_and_in_the_text_view(browser, coder_engine):
     engine = coder_engine(rules={"slow_fix.yaml": SLOW_FIX})
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.goto(engine.url + "/office")
-    page.wait_for_function("window.office.agents.coder && window.office.agents.coder.state !== 'down'",
-                           timeout=20_000)
-    page.evaluate("window.office.freeze(true)")
+    page = frozen_office(browser, engine)
     engine.post("/api/events", [{"type": "demo.slow", "agent": "coder"}])
     page.wait_for_function("window.office.agents.coder.bubble === 'slow-fix…'", timeout=10_000)
     coder = page.evaluate("window.office.agents.coder")
@@ -138,28 +142,11 @@ def test_the_office_resumes_its_stream_after_the_socket_drops(page):
     assert page.evaluate("window.office.epoch") == epoch and page.evaluate("window.office.seq") > seq
 
 
-ASK_FIRST = """id: ask-first
-description: A fix that waits for a person's yes (the office shows the agent waiting)
-on: demo.ask
-confidence: 0.9
-steps:
-  - id: ask
-    action: approve
-    with: {message: "Restart {agent}'s cache?", timeout: 10m}
-  - id: fix
-    needs: [ask]
-    action: shell
-    with: {argv: ["true"]}
-"""
 
 
 def test_a_run_waiting_for_approval_shows_coder_waiting_with_a_bubble_until_answered(browser, coder_engine):
-    engine = coder_engine(rules={"ask_first.yaml": ASK_FIRST})
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.goto(engine.url + "/office")
-    page.wait_for_function("window.office.agents.coder && window.office.agents.coder.state !== 'down'",
-                           timeout=20_000)
-    page.evaluate("window.office.freeze(true)")
+    engine = coder_engine(rules={"ask_first.yaml": approve_first("demo.ask", "Restart {agent}'s cache?")})
+    page = frozen_office(browser, engine)
     assert signature(page).get("o", 0) == 0  # no hourglass on the desk yet
     engine.post("/api/events", [{"type": "demo.ask", "agent": "coder"}])
     page.wait_for_function("window.office.agents.coder.bubble === 'waiting for approval'", timeout=15_000)
@@ -167,7 +154,7 @@ def test_a_run_waiting_for_approval_shows_coder_waiting_with_a_bubble_until_answ
     assert page.evaluate("window.office.agents.coder.state") == "waiting"
     assert waiting.get("s", 0) > 0 and waiting.get("o", 0) > 0, waiting  # a person sitting by an hourglass
     text = page.locator("#list").inner_text()
-    assert "run ask-first waits for approval: Restart coder's cache?" in text and "(waiting for approval)" in text
+    assert "run approve-first waits for approval: Restart coder's cache?" in text and "(waiting for approval)" in text
     screenshot(page, "office-approval")
 
     [asked] = engine.get("/api/approvals")["approvals"]
