@@ -89,6 +89,17 @@ def detail_lines(record: RunRecord) -> list[str]:
              f"agent     {record.agent or '-'}    priority {record.priority or '-'}",
              f"started   {record.started}",
              f"finished  {record.finished or '-'}" + (f" (took {_took(record)})" if record.finished else "")]
+    if record.rerun_of:
+        lines.append(f"rerun of  {record.rerun_of}")
+    if record.cancelled:
+        gone = record.cancelled
+        lines.append(f"cancelled {gone.get('at', '-')} by {gone.get('by', '-')}: {gone.get('reason') or '-'}")
+    if record.approval:
+        asked = record.approval
+        answer = f"{asked.get('status', 'waiting')}" + (f" by {asked['by']}" if asked.get("by") else "") \
+            + (f": {asked['reason']}" if asked.get("reason") else "")
+        lines.append(f"approval  step {asked.get('step')} asked {asked.get('message')!r}, expires "
+                     f"{asked.get('expires_at')}: {answer}")
     snap = record.snapshot
     if snap:
         state = f"deleted {snap['deleted']}" if snap.get("deleted") else \
