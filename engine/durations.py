@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 PATTERN = r"^[0-9]+(ms|s|m|h|d)$"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _RE = re.compile(PATTERN)
-MAX_S = timedelta.max.total_seconds()  # the longest span datetime arithmetic holds (~2.7 million years)
+# 1000 years: now + MAX_S stays a time RFC 3339 can write (year <= 9999), so a silence "for ever" can be stored
+# and read back; longer is forever for every use anyway.
+MAX_S = 1000 * 365.25 * 86400.0
 
 
 def parse_duration(text: str) -> float:
@@ -16,5 +17,5 @@ def parse_duration(text: str) -> float:
     if not match:
         raise ValueError(f"invalid duration {text!r}: use a whole number with ms, s, m, h or d (e.g. 30s)")
     # float() takes digits of any length (int() refuses over 4300, and int * float overflows): a duration longer
-    # than datetime arithmetic holds counts as that long, which is forever for every use of it.
+    # than MAX_S counts as MAX_S, which is forever for every use of it.
     return min(float(text[: -len(match.group(1))]) * _UNITS[match.group(1)], MAX_S)

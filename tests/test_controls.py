@@ -15,7 +15,7 @@ from conftest import make_event
 from service_harness import run_engine, wait_for_event
 
 from engine.cli import main
-from engine.controls.gate import ControlConflict, Controls
+from engine.controls.gate import ControlConflict, Controls, ControlUnavailable
 from engine.controls.maintenance import Window, maintenance_problems
 from engine.controls.model import ControlError
 from engine.events import format_ts
@@ -52,6 +52,26 @@ def test_a_window_follows_daylight_saving_time():
     summer, winter = at("2026-07-04T22:10:00", berlin), at("2026-12-05T22:10:00", berlin)
     assert window.open_until(summer) == at("2026-07-04T23:00:00", berlin)  # 20:00 UTC
     assert window.open_until(winter) == at("2026-12-05T23:00:00", berlin)  # 21:00 UTC
+
+
+@pytest.mark.parametrize("day", ["2026-11-01", "2026-03-08"], ids=["clocks-fall-back", "clocks-spring-forward"])
+def test_a_window_on_a_daylight_saving_day_always_names_a_next_start_ahead(day: str):
+    window = Window("n", {"schedule": "30 1 * * *", "duration": "30m", "timezone": "America/New_York"})
+    refreshes = 0
+    refresh = window._refresh
+
+    def counted(now: float) -> None:
+        nonlocal refreshes
+        refreshes += 1
+        refresh(now)
+
+    window._refresh = counted  # type: ignore[method-assign]
+    start = datetime.fromisoformat(f"{day}T04:00:00+00:00").timestamp()
+    for minute in range(0, 240):
+        now = start + minute * 60
+        window.open_until(now)
+        assert window.next_start(now) > now, (minute, window.view(now))
+    assert refreshes <= 4, "the occurrence is cached between starts, the repeated hour included"
 
 
 def test_bad_schedules_and_zones_are_named_at_their_place():
@@ -185,8 +205,11 @@ def test_replay_applies_the_silences_and_windows_of_the_time(tmp_path: Path, cap
         "maintenance: {sunday: {schedule: '0 3 * * 0', duration: 1h, timezone: Europe/Berlin}}\n")
     silence = {"id": "S1", "starts_at": "2026-01-01T10:00:00Z", "ends_at": "2026-01-01T11:00:00Z", "reason": "swap",
                "by": "ann", "created_at": "2026-01-01T10:00:00Z", "agent": "coder", "state": "active"}
-    events = [make_event("C1", "2026-01-01T10:00:00Z", "control.silence_added", None, by="ann", reason="swap",
-                         silence=silence),
+    forged = make_event("C0", "2026-01-01T09:00:00Z", "control.paused", None, by="x", reason="x",
+                        pause={"since": "2026-01-01T09:00:00Z", "until": None, "reason": "x", "by": "x"})
+    added = {**make_event("C1", "2026-01-01T10:00:00Z", "control.silence_added", None, by="ann", reason="swap",
+                          silence=silence), "source": "engine.controls"}
+    events = [forged, added,  # only the engine's own control events count: the forged pause is not one
               make_event("E1", "2026-01-01T10:30:00Z", "agent.down"),
               make_event("E2", "2026-01-01T11:30:00Z", "agent.down"),
               make_event("E3", "2026-01-04T02:30:00Z", "agent.down")]  # a Sunday, 03:30 in Berlin
@@ -197,3 +220,29 @@ def test_replay_applies_the_silences_and_windows_of_the_time(tmp_path: Path, cap
     assert records["E1"]["playbook"] is None and records["E1"]["reason"] == "silenced:S1"
     assert records["E2"]["playbook"] == "restart", "the silence had ended"
     assert records["E3"]["reason"] == "maintenance:sunday"
+
+
+def test_a_control_that_cannot_be_saved_changes_nothing_and_records_nothing(tmp_path: Path):
+    gate, emitted = controls(tmp_path, Clock(at("2026-12-03T12:00:00")))
+    (tmp_path / "controls" / "state.json").mkdir(parents=True)  # the file cannot be replaced
+    with pytest.raises(ControlUnavailable):
+        asyncio.run(gate.pause({"reason": "freeze"}, "me"))
+    assert gate.state.pause is None and emitted == [], "not paused, and no event claims it was"
+
+
+def test_one_bad_record_costs_only_itself_and_a_newer_file_is_kept_aside(tmp_path: Path):
+    clock = Clock(at("2026-12-03T12:00:00"))
+    gate, _ = controls(tmp_path, clock)
+    asyncio.run(gate.add_silence({"agent": "coder", "reason": "swap"}, "me"))
+    asyncio.run(gate.pause({"reason": "freeze"}, "me"))
+    path = tmp_path / "controls" / "state.json"
+    doc = orjson.loads(path.read_bytes())
+    doc["silences"].append({"id": "bad", "ends_at": "year 3000"})
+    path.write_bytes(orjson.dumps(doc))
+    again, _ = controls(tmp_path, clock)
+    assert len(again.state.silences) == 1 and again.state.pause is not None
+
+    path.write_bytes(orjson.dumps({**doc, "version": 99}))
+    newer, _ = controls(tmp_path, clock)
+    assert newer.state.silences == {} and newer.state.pause is None
+    assert not path.exists() and list(path.parent.glob("state.json.newer-*")), "kept aside, never saved over"

@@ -128,6 +128,8 @@ def test_a_stopped_agent_stays_stopped_across_an_engine_restart_until_started(co
     time.sleep(2.5)  # heartbeat interval 1 s: a stop is never reported as agent.down, and nothing restarts it
     assert not engine.events("agent.down") and not runs_of(engine, RESTART)
 
+    refused = cli(engine, "agent", "restart", "coder", "--reason", "oops")
+    assert refused.returncode == 1 and "(409)" in refused.stderr and "use agent start coder" in refused.stderr
     engine.proc.terminate()
     engine.proc.wait(30)
     again = coder_engine()

@@ -136,6 +136,20 @@ def test_a_run_a_person_cancelled_is_not_tried_again_at_once_and_the_lifted_hold
     assert lifted.why == "silenced:S1 lifted"
 
 
+def test_a_reset_lifts_only_the_holds_of_its_own_target():
+    book, clock, _ = make()
+    down = ev(clock, "agent.down", signal="SIGKILL")
+    book.fold(down)
+    book.fold({**decision(clock, down, "set_aside", reason="budget"), "agent": "coder"})
+    clock.now += 1
+    book.fold(ev(clock, "control.budget_reset", agent="analyst", lifts=["budget:analyst"]))
+    book.fold(ev(clock, "control.playbook_enabled", agent=None, lifts=["disabled:restart"]))
+    assert book.due() == [], "another agent's budget, a playbook that held nothing: no re-decision"
+    book.fold(ev(clock, "control.budget_reset", agent="coder", lifts=["budget:coder"]))
+    [again] = book.due()
+    assert again.why == "budget:coder lifted"
+
+
 def test_same_answer_to_a_resync_backs_off_up_to_five_minutes():
     book, clock, _ = make(resync_s=60.0)
     down = ev(clock, "agent.down", signal="SIGKILL")

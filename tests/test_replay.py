@@ -131,9 +131,9 @@ def test_text_shows_winner_reasons_and_a_summary_table(store: Path, capsys: pyte
     table = lines[lines.index("") + 1:]
     assert table[0] == "7 events, 6 with candidates, 5 triggering events, 7 runs"
     assert table[1].split() == ["playbook", "fired", "disabled", "sustained", "throttled", "outranked",
-                                "paused", "maintenance", "silenced", "inhibited_by",
+                                "paused", "stopped", "maintenance", "silenced", "inhibited_by",
                                 "budget", "circuit", "open", "unknown_agent", "loop", "coalesced"]
-    assert table[-1].split() == ["restart", "1", "0", "0", "1", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0"]
+    assert table[-1].split() == ["restart", "1", "0", "0", "1", "0", *["0"] * 5, "0", "0", "0", "0", "0"]
 
 
 def test_broken_rule_files_are_reported_and_skipped(store: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -86,8 +86,8 @@ def test_the_budget_sets_aside_the_third_run_in_its_window_and_lets_one_go_once_
     lines = capsys.readouterr().out.splitlines()
     assert lines[2] == "2026-01-01T10:10:00Z  E3  agent.down  -> none (budget)"
     table = lines[lines.index("") + 1:]
-    assert table[1].split()[10:] == ["budget", "circuit", "open", "unknown_agent", "loop", "coalesced"]
-    assert table[2].split() == ["restart", "3", "0", "0", "0", "0", "0", "0", "0", "0", "2", "0", "0", "0", "0"]
+    assert table[1].split()[11:] == ["budget", "circuit", "open", "unknown_agent", "loop", "coalesced"]
+    assert table[2].split() == ["restart", "3", "0", "0", "0", "0", *["0"] * 5, "2", "0", "0", "0", "0"]
 
 
 def test_recorded_failures_open_the_breaker_and_its_cooldown_lets_a_probe_through(

@@ -96,6 +96,7 @@ class Supervisor:
                                      spec["heartbeat"]["misses"])
                         for name, spec in specs.items()}
         self._undeclared: OrderedDict[str, _Agent] = OrderedDict()
+        self.held: set[str] = set()  # stopped by an operator: no restart until released (`agent start`)
         self._pidfile_locks = {name: asyncio.Lock() for name in specs}  # one writer per pidfile at a time
         self._live: dict[str, int] = {}  # replaced whole, never mutated: safe to read from another thread
 
@@ -115,6 +116,8 @@ class Supervisor:
     async def restart(self, name: str) -> dict[str, Any]:
         """Kill the agent's tree and start it again; `{agent, old_pid, pid, killed, started}`. OSError when
         the new process cannot start (the old one is gone by then, and the agent shows as down)."""
+        if name in self.held:  # a run queued before an operator's stop must not bring the agent back
+            raise OSError(f"agent {name} was stopped by an operator (aios-engine agent start {name})")
         agent = self._agents[name]
         try:
             outcome = await self.local.restart(name)
@@ -135,6 +138,7 @@ class Supervisor:
         """An operator's stop: kill the tree, forget the pidfile, and report `agent.stopped` (not `agent.down`:
         nothing is wrong, and no playbook should bring it back). It stays stopped until started again."""
         agent = self._agents[name]
+        self.held.add(name)
         killed = await self.local.stop(name)
         agent.down, agent.pidfile = {"reason": "stopped", "by": by, "why": reason}, None
         async with self._pidfile_locks[name]:
@@ -144,6 +148,10 @@ class Supervisor:
                           "data": {"by": by, "reason": reason, "killed": killed}})
         return {"agent": name, "killed": killed}
 
+    def release(self, name: str) -> None:
+        """An operator's stop is over: the agent may be (re)started again (`agent start` does so next)."""
+        self.held.discard(name)
+
     # -- life cycle ------------------------------------------------------------------------------------
     async def start(self, stopped: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """Adopt each declared agent its pidfile names, when that very process still runs; start the others,
@@ -152,6 +160,7 @@ class Supervisor:
         for name in self._agents:
             if stopped and name in stopped:
                 self._agents[name].down = {"reason": "stopped", **stopped[name]}
+                self.held.add(name)
                 continue
             record = await asyncio.to_thread(self._read_pidfile, name)
             if record and await self.local.adopt(name, record["pid"], record["create_time"], record["marker"]):

@@ -1,8 +1,8 @@
 """The operators' brakes, as the dispatcher and the matcher ask them (docs/controls.md).
 
-`check` answers for one decision, spending nothing, in this order: an agent an operator stopped
-(`stopped:<agent>`: no playbook brings it back), the global pause (`paused`: the
-decision is still matched and stored with what would have run), an open maintenance window
+`check` answers for one decision, spending nothing, in this order: the global pause (`paused`: the
+decision is still matched and stored with what would have run), an agent an operator stopped
+(`stopped:<agent>`: no playbook brings it back), an open maintenance window
 (`maintenance:<name>`), an active silence (`silenced:<id>`). Each answer carries `retry_at` when it is
 known, so the problem book decides the problem again when the hold ends, without a new event. `disabled`
 is the runtime disable of one playbook, which the matcher treats like `enabled: false` (the next-best
@@ -16,6 +16,7 @@ opening and closing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ from engine.admission.guards import SetAside
 from engine.admission.priorities import decision_priority
 from engine.controls.inhibit import Inhibitions
 from engine.controls.maintenance import Window
-from engine.controls.model import ControlError, Hold, Selector, Silence, checked, ends
+from engine.controls.model import ControlError, Hold, NotFound, Selector, Silence, checked, ends
 from engine.controls.state import ControlState, load_state, save_state, state_path
 from engine.events import format_ts
 from engine.playbooks.matcher import HoldCheck
@@ -35,6 +36,10 @@ from engine.playbooks.model import Playbook
 log = logging.getLogger("aios.controls")
 # emit(type, data, agent) -> the stored event
 Emit = Callable[[str, dict[str, Any], str | None], Awaitable[dict[str, Any]]]
+
+
+class ControlUnavailable(ControlError):
+    """The control cannot be recorded now (its file cannot be written): 503, nothing changed."""
 
 
 class ControlConflict(ControlError):
@@ -103,17 +108,15 @@ class Controls:
                                   "expire some first")
         silence = Silence.from_body(body, id_=self._new_id(), by=by, now=now, default_s=self.default_silence_s)
         selector = _selector(silence)  # compiled before anything is stored
-        def add() -> None:
-            self.state.silences[silence.id] = silence
-            self._selectors[silence.id] = selector
         await self._change("control.silence_added", {"by": by, "reason": silence.reason, "silence": silence.view(now)},
-                           add, silence.agent if silence.agent and not _is_glob(silence.agent) else None)
+                           silence.agent if silence.agent and not _is_glob(silence.agent) else None)
+        self._selectors[silence.id] = selector
         return silence
 
     async def expire_silence(self, silence_id: str, by: str, reason: str = "") -> Silence:
         silence = self.state.silences.get(silence_id)
         if silence is None:
-            raise ControlConflict(f"no silence {silence_id}")
+            raise NotFound(f"no silence {silence_id} (silence list shows those held)")
         await self._end_silence(silence, by, reason or "expired by hand")
         return silence
 
@@ -125,8 +128,7 @@ class Controls:
 
     async def pause(self, body: Any, by: str) -> Hold:
         hold = self._hold("pause", body, by)
-        await self._change("control.paused", {"by": by, "reason": hold.reason, "pause": hold.view()},
-                           lambda: setattr(self.state, "pause", hold))
+        await self._change("control.paused", {"by": by, "reason": hold.reason, "pause": hold.view()})
         return hold
 
     async def resume(self, by: str, reason: str = "") -> Hold:
@@ -139,8 +141,7 @@ class Controls:
     async def disable(self, playbook_id: str, body: Any, by: str) -> Hold:
         hold = self._hold("disable", body, by)
         await self._change("control.playbook_disabled", {"by": by, "reason": hold.reason, "playbook": playbook_id,
-                                                         "disable": hold.view()},
-                           lambda: self.state.disabled.__setitem__(playbook_id, hold))
+                                                         "disable": hold.view()})
         return hold
 
     async def enable(self, playbook_id: str, by: str, reason: str = "") -> Hold:
@@ -154,7 +155,7 @@ class Controls:
         """Record an operator's stop of `name` (the supervisor does the stopping): held until started."""
         hold = Hold(self.clock(), None, reason, by)
         await self._change("control.agent_stop", {"by": by, "reason": reason, "agent": name, "stop": hold.view()},
-                           lambda: self.state.stopped.__setitem__(name, hold), name)
+                           name)
         return hold
 
     async def start_agent(self, name: str, reason: str, by: str) -> dict[str, Any]:
@@ -163,8 +164,7 @@ class Controls:
         if hold is None:
             raise ControlConflict(f"{name} was not stopped by an operator (use agent restart)")
         return await self._change("control.agent_start", {"by": by, "reason": reason, "agent": name,
-                                                          "lifts": [f"stopped:{name}"], "stop": hold.view()},
-                                  lambda: self.state.stopped.pop(name, None), name)
+                                                          "lifts": [f"stopped:{name}"], "stop": hold.view()}, name)
 
     async def audit(self, type_: str, data: dict[str, Any], agent: str | None = None) -> dict[str, Any]:
         """A control the guards carry out themselves (a budget or breaker reset): its event, stored."""
@@ -193,63 +193,64 @@ class Controls:
                                                                "reason": window.reason,
                                                                "lifts": [f"maintenance:{window.name}"]}, None)
 
-    async def _change(self, type_: str, data: dict[str, Any], apply: Callable[[], Any],
-                      agent: str | None = None) -> dict[str, Any]:
-        """Store the control's event, then change the state and save it: what is not recorded never holds."""
-        event = await self._emit(type_, data, agent)
-        apply()
-        await self._save()
+    async def _change(self, type_: str, data: dict[str, Any], agent: str | None = None) -> dict[str, Any]:
+        """One control change, all or nothing: the new state is saved (fsync) first, then its event stored, then
+        it holds. A file that cannot be written is ControlUnavailable (503) with nothing changed; an event that
+        cannot be stored puts the file back. The state is only ever a fold of the control events (`_apply`)."""
+        candidate = self.state.copy()
+        _apply(candidate, type_, data)
+        await self._save(candidate)
+        try:
+            event = await self._emit(type_, data, agent)
+        except BaseException:
+            with contextlib.suppress(OSError, ControlUnavailable):
+                await self._save(self.state)
+            raise
+        self.state = candidate
+        self._sync_selectors()
         return event
 
     async def _end_silence(self, silence: Silence, by: str, reason: str) -> None:
-        def end() -> None:
-            self.state.silences.pop(silence.id, None)
-            self._selectors.pop(silence.id, None)
         await self._change("control.silence_expired", {"by": by, "reason": reason, "lifts": [f"silenced:{silence.id}"],
-                                                       "silence": silence.view(self.clock())}, end)
+                                                       "silence": silence.view(self.clock())})
 
     async def _resumed(self, hold: Hold, by: str, reason: str) -> None:
-        await self._change("control.resumed", {"by": by, "reason": reason, "lifts": ["paused"], "pause": hold.view()},
-                           lambda: setattr(self.state, "pause", None))
+        await self._change("control.resumed", {"by": by, "reason": reason, "lifts": ["paused"], "pause": hold.view()})
 
     async def _enabled(self, playbook_id: str, hold: Hold, by: str, reason: str) -> None:
         await self._change("control.playbook_enabled", {"by": by, "reason": reason, "playbook": playbook_id,
-                                                        "lifts": ["disabled"], "disable": hold.view()},
-                           lambda: self.state.disabled.pop(playbook_id, None))
+                                                        "lifts": [f"disabled:{playbook_id}"], "disable": hold.view()})
 
-    async def _save(self) -> None:
+    async def _save(self, state: ControlState) -> None:
         self.version += 1
         if self.path is None:
             return
         async with self._saving:  # one writer at a time: the file holds the latest state, never an older one
-            data = self.state.to_bytes(self.clock())
-            await asyncio.to_thread(save_state, self.path, data)
+            try:
+                await asyncio.to_thread(save_state, self.path, state.to_bytes(self.clock()))
+            except OSError as exc:
+                log.error("controls file not written", extra={"path": str(self.path), "error": str(exc)})
+                raise ControlUnavailable(f"the controls file cannot be written ({exc.strerror or exc}): "
+                                         "nothing was changed") from None
 
     def fold(self, event: Mapping[str, Any]) -> None:
-        """Take a stored `control.*` event into the state without storing or saving anything: `replay` sees
-        the silences, pauses and disables of the time its events happened."""
-        type_, data = event.get("type"), event.get("data") or {}
+        """Take a stored `control.*` event of the engine's own into the state without storing or saving
+        anything: `replay` sees the silences, pauses, disables and stops of the time its events happened."""
+        if event.get("source") != "engine.controls":  # only the engine writes these (control.* is reserved)
+            return
         try:
-            if type_ == "control.silence_added":
-                silence = Silence.from_view(data["silence"])
-                self.state.silences[silence.id] = silence
-                self._selectors[silence.id] = _selector(silence)
-            elif type_ == "control.silence_expired":
-                self.state.silences.pop(data["silence"]["id"], None)
-            elif type_ == "control.paused":
-                self.state.pause = Hold.from_view(data["pause"])
-            elif type_ == "control.resumed":
-                self.state.pause = None
-            elif type_ == "control.playbook_disabled":
-                self.state.disabled[data["playbook"]] = Hold.from_view(data["disable"])
-            elif type_ == "control.playbook_enabled":
-                self.state.disabled.pop(data["playbook"], None)
-            elif type_ == "control.agent_stop":
-                self.state.stopped[data["agent"]] = Hold.from_view(data["stop"])
-            elif type_ == "control.agent_start":
-                self.state.stopped.pop(data["agent"], None)
-        except (KeyError, TypeError, ValueError):  # a damaged record: replay goes on without it
-            log.warning("control event not understood", extra={"event": event.get("id"), "type": type_})
+            _apply(self.state, str(event.get("type")), event.get("data") or {})
+        except (KeyError, TypeError, ValueError, AttributeError):  # a damaged record: replay goes on without it
+            log.warning("control event not understood", extra={"event": event.get("id"), "type": event.get("type")})
+        self._sync_selectors()
+
+    def _sync_selectors(self) -> None:
+        """Compiled matchers for exactly the silences held (new ones compiled, ended ones dropped)."""
+        for silence_id in [sid for sid in self._selectors if sid not in self.state.silences]:
+            del self._selectors[silence_id]
+        for silence_id, silence in self.state.silences.items():
+            if silence_id not in self._selectors:
+                self._selectors[silence_id] = _selector(silence)
 
     # -- asked by the matcher -------------------------------------------------------------------------
     def holds(self, inhibitions: Inhibitions) -> HoldCheck:
@@ -284,6 +285,27 @@ class Controls:
                              if hold.active(now)},
                 "stopped": {name: hold.view() for name, hold in sorted(self.state.stopped.items())},
                 "maintenance": [window.view(now) for window in self.windows]}
+
+
+def _apply(state: ControlState, type_: str, data: Mapping[str, Any]) -> None:
+    """What one control event does to the state: the one place it changes (live, and in replay)."""
+    if type_ == "control.silence_added":
+        silence = Silence.from_view(data["silence"])
+        state.silences[silence.id] = silence
+    elif type_ == "control.silence_expired":
+        state.silences.pop(data["silence"]["id"], None)
+    elif type_ == "control.paused":
+        state.pause = Hold.from_view(data["pause"])
+    elif type_ == "control.resumed":
+        state.pause = None
+    elif type_ == "control.playbook_disabled":
+        state.disabled[data["playbook"]] = Hold.from_view(data["disable"])
+    elif type_ == "control.playbook_enabled":
+        state.disabled.pop(data["playbook"], None)
+    elif type_ == "control.agent_stop":
+        state.stopped[data["agent"]] = Hold.from_view(data["stop"])
+    elif type_ == "control.agent_start":
+        state.stopped.pop(data["agent"], None)
 
 
 def _selector(silence: Silence) -> Selector:

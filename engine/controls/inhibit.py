@@ -11,7 +11,7 @@ the open problems by kind, and per (playbook, inhibitor) the latest matching eve
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from engine.admission.guards import SetAside
@@ -26,7 +26,8 @@ MAX_EVENTS = 10_000
 
 
 class Inhibitions:
-    def __init__(self) -> None:
+    def __init__(self, is_open: Callable[[str], bool] = lambda problem_id: True) -> None:
+        self._is_open = is_open  # the problem book's answer: a problem withdrawn or forgotten says nothing
         self.problems: CappedMap[str, tuple[str, dict[str, Any]]] = CappedMap("inhibit_problems", MAX_PROBLEMS)
         self.events: CappedMap[tuple[str, int], dict[str, Any]] = CappedMap("inhibit_events", MAX_EVENTS)
         self._by_type: dict[str, list[tuple[str, int, Inhibitor]]] = {}
@@ -60,8 +61,11 @@ class Inhibitions:
         """Why `playbook` holds off for `event` now (None: nothing inhibits it)."""
         for index, inhibitor in enumerate(playbook.inhibited_by):
             if inhibitor.problem:
-                for problem_id in self.problems:
+                for problem_id in list(self.problems):
                     kind, subject = self.problems.peek(problem_id)  # type: ignore[misc]
+                    if kind == inhibitor.problem and not self._is_open(problem_id):
+                        self.problems.pop(problem_id)  # closed without a problem.resolved (withdrawn, forgotten)
+                        continue
                     if kind == inhibitor.problem and _same(inhibitor.same, subject.get, event):
                         return SetAside(f"inhibited_by:{problem_id}", f"held off while problem {problem_id} "
                                         f"({kind} {_subject(subject)}) is open")

@@ -38,7 +38,14 @@ class Window:
         here = datetime.fromtimestamp(now, self.zone) + timedelta(microseconds=1)
         self._start = croniter(self.schedule, here).get_prev(datetime).timestamp()
         self._end = self._start + self.duration_s
-        self._next = croniter(self.schedule, here).get_next(datetime).timestamp()
+        upcoming = croniter(self.schedule, here)
+        self._next = upcoming.get_next(datetime).timestamp()
+        for _ in range(4):  # in the hour repeated when clocks fall back, croniter may name a time already past
+            if self._next > now:
+                break
+            self._next = upcoming.get_next(datetime).timestamp()
+        else:
+            self._next = now + 60.0  # ask again in a minute rather than on every call
 
     def open_until(self, now: float) -> float | None:
         """When the occurrence covering `now` closes; None when no occurrence covers it."""

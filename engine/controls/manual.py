@@ -23,7 +23,7 @@ from engine.admission.dispatch import Dispatcher
 from engine.admission.priorities import decision_priority
 from engine.admission.scheduler import Job
 from engine.controls.gate import ControlConflict, Controls
-from engine.controls.model import ControlError, checked
+from engine.controls.model import ControlError, NotFound, checked
 from engine.playbooks.matcher import key_text
 from engine.playbooks.model import Playbook, playbook_from
 from engine.store.reader import read_events
@@ -43,9 +43,7 @@ class Stopper(Protocol):
 
     async def stop(self, name: str, by: str, reason: str) -> dict[str, Any]: ...
 
-
-class NotFound(ControlError):
-    """An unknown agent, playbook or event (404)."""
+    def release(self, name: str) -> None: ...
 
 
 class ManualActions:
@@ -65,6 +63,10 @@ class ManualActions:
         reason = checked("reason", body).get("reason", "restart by hand")
         if name not in self.declared():
             raise NotFound(f"no declared agent {name!r} (agents in aios.yaml)")
+        stopped = self.controls.state.stopped.get(name)
+        if stopped is not None:
+            raise ControlConflict(f"{name} was stopped by {stopped.by} ({stopped.reason}): "
+                                  f"use agent start {name}")
         cause = await self.controls.audit("control.agent_restart", {"by": by, "reason": reason, "agent": name}, name)
         key = (MANUAL_RESTART.id, orjson.dumps([name]).decode())
         return await self._dispatch(Job(MANUAL_RESTART, cause, MANUAL_RESTART.priority or "P1", key,
@@ -88,6 +90,7 @@ class ManualActions:
         if name not in self.declared():
             raise NotFound(f"no declared agent {name!r} (agents in aios.yaml)")
         cause = await self.controls.start_agent(name, reason, by)
+        self.agents.release(name)
         key = (MANUAL_RESTART.id, orjson.dumps([name]).decode())
         return await self._dispatch(Job(MANUAL_RESTART, cause, MANUAL_RESTART.priority or "P1", key,
                                         extra={"by": by}))
@@ -134,7 +137,7 @@ class ManualActions:
         if runs is None:
             raise ControlConflict(f"no runs are counted against {agent}'s budget")
         await self.controls.audit("control.budget_reset", {"by": by, "reason": reason, "agent": agent,
-                                                           "runs": len(runs), "lifts": ["budget"]}, agent)
+                                                           "runs": len(runs), "lifts": [f"budget:{agent}"]}, agent)
         budget.map.pop(agent)
         return {"agent": agent, "forgotten_runs": len(runs)}
 
@@ -150,7 +153,7 @@ class ManualActions:
         states = {str(k[1]): breaker.state(k) for k in keys}
         await self.controls.audit("control.breaker_reset", {"by": by, "reason": body["reason"],
                                                             "playbook": playbook_id, "keys": states,
-                                                            "lifts": ["circuit open"]}, None)
+                                                            "lifts": [f"circuit open:{playbook_id}"]}, None)
         for key in keys:
             breaker.map.pop(key)
         return {"playbook": playbook_id, "reset": states}

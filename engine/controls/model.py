@@ -25,6 +25,10 @@ class ControlError(ValueError):
         self.pointer = pointer
 
 
+class NotFound(ControlError):
+    """An unknown agent, playbook, event or silence (404)."""
+
+
 def checked(control: str, body: Any) -> dict[str, Any]:
     """`body` when it is a valid `control` body, else ControlError naming the first bad place."""
     if body is None:

@@ -20,7 +20,7 @@ from engine.playbooks.matcher import HoldCheck, Match, Matcher
 
 KINDS = ("disabled", "sustained", "throttled", "outranked")  # the matcher's reasons
 GUARDS = ("budget", "circuit open", "unknown_agent", "loop", "coalesced")  # admission's: the scheduler's last
-HOLDS = ("paused", "maintenance", "silenced", "inhibited_by")  # controls: `silenced:<id>` counts as silenced
+HOLDS = ("paused", "stopped", "maintenance", "silenced", "inhibited_by")  # controls: `silenced:<id>` counts as silenced
 
 
 @dataclass(slots=True)

@@ -105,6 +105,16 @@ class Problem:
         return problem
 
 
+def _held_by(reason: str, playbook: Any, decision: dict[str, Any]) -> str:
+    """The code that lifts a hold for this target only: `disabled:<playbook>`, `circuit open:<playbook>`,
+    `budget:<agent>`; the others name their target already (`silenced:<id>`, `stopped:<agent>`…) or hold all."""
+    if reason in ("disabled", "circuit open"):
+        return f"{reason}:{playbook}"
+    if reason == "budget":
+        return f"budget:{decision.get('agent')}"
+    return reason
+
+
 def _ts(epoch: float | None) -> str | None:
     return None if epoch is None else format_ts(epoch)
 
@@ -186,6 +196,7 @@ class Book:
         self._close(problem)
         problem.status, problem.next_at, problem.dirty = status, None, True
         self.dropped.append(problem)
+        self._lifted((f"inhibited_by:{problem.id}",))  # withdrawn or forgotten: it holds nothing off any more
 
     def get(self, problem_id: str) -> Problem | None:
         where = self._by_id.get(problem_id)
@@ -352,7 +363,7 @@ class Book:
         detail = data.get("detail") if outcome == "set_aside" else data.get("reason")
         problem.reasons[f"{playbook or 'no playbook'}: {reason}"] = str(detail or reason)
         if reason in LIFTABLE or reason.startswith(LIFTABLE_PREFIXES):
-            self._set_aside_by.setdefault(reason, set).add(problem.id)
+            self._set_aside_by.setdefault(_held_by(reason, playbook, event), set).add(problem.id)
         if reason in HOPELESS:
             self._escalate(problem, now)
         self._plan(problem, now, data.get("retry_at"), f"{reason} lapsed")

@@ -13,9 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.controls.gate import ControlConflict
-from engine.controls.manual import NotFound
-from engine.controls.model import ControlError, checked
+from engine.controls.gate import ControlConflict, ControlUnavailable
+from engine.controls.model import ControlError, NotFound, checked
 from engine.events import EventError
 from engine.service.actor import actor
 from engine.service.api import ENGINE, error, json_response, read_json, unavailable
@@ -36,6 +35,8 @@ def _handler(change: Change, status: int = 200) -> Callable[[web.Request], Await
             return error(404, str(exc), pointer=exc.pointer)
         except ControlConflict as exc:
             return error(409, str(exc))
+        except ControlUnavailable as exc:
+            return unavailable(str(exc), 10)
         except ControlError as exc:
             return error(400, str(exc), pointer=exc.pointer)
         except EventError as exc:  # a manual trigger's fields

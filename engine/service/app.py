@@ -129,7 +129,7 @@ class Engine:
                                  emit=self._emit_control, new_id=self.validator.new_id, clock=clock,
                                  max_silences=controls_cfg["max_silences"],
                                  default_silence_s=parse_duration(controls_cfg["default_silence"]))
-        self.inhibitions = Inhibitions()
+        self.inhibitions = Inhibitions(is_open=lambda pid: getattr(self.book.get(pid), "status", None) == "open")
         self.matcher = Matcher(self.registry.index, clock, disabled=self.controls.disabled,
                                hold=self.controls.holds(self.inhibitions))
         problems_cfg = config.raw["problems"]
@@ -395,9 +395,10 @@ class Engine:
 
     async def _emit_control(self, type_: str, data: dict[str, Any], agent: str | None) -> dict[str, Any]:
         """A control's audit event (engine.controls), logged too: who paused, silenced, reset what, and why."""
-        story.warning(type_, extra={"agent": agent, "data": data})
-        return await self.emitter.emit(type_, data, {"agent": agent} if agent else None,
-                                       "warning" if type_ in WARN_CONTROLS else "info", source="engine.controls")
+        stored = await self.emitter.emit(type_, data, {"agent": agent} if agent else None,
+                                         "warning" if type_ in WARN_CONTROLS else "info", source="engine.controls")
+        story.warning(type_, extra={"event": stored["id"], "agent": agent, "data": data})  # once it is stored
+        return stored
 
     async def _emit_notification(self, type_: str, data: dict[str, Any], cause: dict[str, Any],
                                  severity: str) -> dict[str, Any]:
