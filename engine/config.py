@@ -89,7 +89,8 @@ def check_document(doc: Document) -> list[Diagnostic]:
                    for pointer, message in notify_problems(full["notifications"]))
         from engine.controls.maintenance import maintenance_problems  # noqa: PLC0415 - croniter only when checked
 
-        out.extend(Diagnostic(doc.loc(pointer), message) for pointer, message in maintenance_problems(full["maintenance"]))
+        out.extend(Diagnostic(doc.loc(pointer), message)
+                   for pointer, message in maintenance_problems(full["maintenance"]))
     return sorted(out, key=lambda d: (d.loc.line, d.loc.col))
 
 

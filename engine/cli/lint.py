@@ -17,7 +17,6 @@ from engine.playbooks.lint import lint_paths
 from engine.playbooks.schema import LintDiagnostic
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("lint", help="validate playbooks (schema and semantics)")
     parser.add_argument("paths", nargs="*", metavar="PATH",

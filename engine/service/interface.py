@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from engine.config import Config
     from engine.controls.gate import Controls
     from engine.controls.manual import ManualActions
-    from engine.config import Config
     from engine.intake import Intake
     from engine.live.hub import Hub
     from engine.reactor.controls import RunControls
