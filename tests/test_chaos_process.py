@@ -125,5 +125,5 @@ def test_disk_full_refuses_intake_then_frees_space_and_loses_nothing(tmp_path: P
         finally:
             stop(engine)
     assert report["problem"]["kind"] == "disk-full"
-    assert report["events"]["refused"].get("503", 0) > 0  # intake answered 503 while the disk was full
+    assert report["fault"]["refused_with"] == 503, report["fault"]  # intake answered 503 while the disk was full
     assert report["events"]["damaged_lines"] == 0 and report["events"]["stored_twice"] == 0

@@ -21,6 +21,7 @@ from engine.chaos.scenarios.base import Scenario
 from engine.events import format_ts
 
 MAX_FS_BYTES = 2 << 30
+FULL_TRIES = 40  # batches posted after the fill, at most, to see intake refuse
 OLD_SHARE = 0.3  # of the filesystem, in events of an old day: what retention frees (the alert clears below 85%)
 OLD_AGE_DAYS = 10  # archived, not kept raw, by the default retention (7-29 days)
 PAD = "x" * 900
@@ -59,8 +60,23 @@ class DiskFull(Scenario):
     async def inject(self) -> dict[str, Any]:
         old = await self._old_days()
         filled = await asyncio.to_thread(self._fill)
+        written, answer = await self._until_refused()
         return {"filesystem_mb": self.fs_bytes >> 20, "old_events": old, "old_day": OLD_AGE_DAYS,
-                "filler_mb": round(filled / 2**20, 1), "reserve_mb": round(self.reserve_bytes / 2**20, 1)}
+                "filler_mb": round(filled / 2**20, 1), "reserve_mb": round(self.reserve_bytes / 2**20, 1),
+                "taken_while_full": written, "refused_with": answer}
+
+    async def _until_refused(self) -> tuple[int, int | None]:
+        """Post events until intake refuses them: the disk is full only once the last pages the store's files
+        had begun are used up too (appends fit in them), and a slow probe may not get there before the engine
+        frees space. (events taken meanwhile, the status that refused: 503; None when none did)."""
+        written = 0
+        for _ in range(FULL_TRIES):
+            batch = [{"type": "chaos.fill", "source": "chaos.disk_full", "data": {"pad": PAD}}] * BATCH
+            status, _ = await self.api.post_events(batch)
+            if status != 202:
+                return written, status
+            written += BATCH
+        return written, None
 
     async def _old_days(self) -> int:
         """Events of an old day worth `OLD_SHARE` of the filesystem: what retention can free."""
