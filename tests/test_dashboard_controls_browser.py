@@ -190,3 +190,18 @@ def test_a_playbook_is_disabled_and_enabled_and_a_refused_restart_says_why(page,
     answer(page, reason="by hand")
     assert "restart of coder: done (run " in said(page, True)
     assert by_of(engine, "control.agent_restart") == ["dashboard via 127.0.0.1"]
+
+
+def test_coder_is_stopped_and_started_from_the_page(page, engine: EngineProcess):
+    page.locator("#agents button.stop[data-agent='coder']").click(timeout=10_000)
+    answer(page, reason="replacing its disk")
+    said(page, True)
+    start = page.locator("#agents button.start[data-agent='coder']")
+    start.wait_for(timeout=10_000)  # the row now offers only Start
+    assert page.locator("#agents button.restart[data-agent='coder']").count() == 0
+    assert engine.get("/api/controls")["stopped"]["coder"]["by"] == "dashboard via 127.0.0.1"
+    start.click()
+    answer(page, reason="disk replaced")
+    assert "start of coder: done (run " in said(page, True)
+    engine.wait_for(lambda: engine.agent_pids().get("coder"), 30, "coder started again")
+    assert by_of(engine, "control.agent_start") == ["dashboard via 127.0.0.1"]

@@ -83,9 +83,17 @@ window.dashboardControls = (ui) => {
   function agentButtons(a) {
     if (!a.declared) return [];
     const name = a.name;
+    if (a.state === "stopped") {  // an operator's stop: only start brings it back
+      return [button("Start…", "start", {"data-agent": name, "aria-label": `start ${name}`}, () =>
+        askThen(`Start ${name}`, "Ends the stop, then restarts it through the guards.", [NOTE],
+                `start of ${name}`, path("agents", name, "start")))];
+    }
     return [button("Restart…", "restart", {"data-agent": name, "aria-label": `restart ${name}`}, () =>
       askThen(`Restart ${name}`, "Through the loop guard, breaker and budget, like a playbook.", [NOTE],
               `restart of ${name}`, path("agents", name, "restart"))),
+    " ", button("Stop…", "stop", {"data-agent": name, "aria-label": `stop ${name}`}, () =>
+      askThen(`Stop ${name}`, "Kills it and keeps it stopped, across engine restarts, until started: "
+              + "no playbook brings it back meanwhile.", [REASON], `stop of ${name}`, path("agents", name, "stop"))),
     " ", button("Reset budget…", "budget", {"data-agent": name, "aria-label": `reset ${name}'s budget`}, () =>
       askThen(`Reset the remediation budget of ${name}`, "Forgets the runs counted against it.", [REASON],
               `budget reset of ${name}`, path("budget", name, "reset")))];
