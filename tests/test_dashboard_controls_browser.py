@@ -192,7 +192,7 @@ def test_a_playbook_is_disabled_and_enabled_and_a_refused_restart_says_why(page,
     assert by_of(engine, "control.agent_restart") == ["dashboard via 127.0.0.1"]
 
 
-def test_coder_is_stopped_and_started_from_the_page(page, engine: EngineProcess):
+def test_coder_is_stopped_and_started_from_the_page(page, engine: EngineProcess, browser):
     page.locator("#agents button.stop[data-agent='coder']").click(timeout=10_000)
     answer(page, reason="replacing its disk")
     said(page, True)
@@ -200,6 +200,9 @@ def test_coder_is_stopped_and_started_from_the_page(page, engine: EngineProcess)
     start.wait_for(timeout=10_000)  # the row now offers only Start
     assert page.locator("#agents button.restart[data-agent='coder']").count() == 0
     assert engine.get("/api/controls")["stopped"]["coder"]["by"] == "dashboard via 127.0.0.1"
+    office = open_page(browser, engine.url + "/office", "window.office.agents.coder && "
+                       "window.office.agents.coder.bubble === 'stopped by an operator'")  # the office says so too
+    office.close()
     start.click()
     answer(page, reason="disk replaced")
     assert "start of coder: done (run " in said(page, True)

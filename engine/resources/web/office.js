@@ -128,9 +128,10 @@ function visualState(a, problems, runs) {  // first that applies: docs/office.md
   return "idle";
 }
 
-function bubbleFor(vis, problems, runs) {  // what a person should know
+function bubbleFor(vis, problems, runs, a) {  // what a person should know
   if (problems.some(p => p.escalated_at)) return "escalated";
   if (runs.some(asks)) return "waiting for approval";
+  if (a && a.state === "stopped") return "stopped by an operator";  // on purpose: nobody restarts it
   if (vis === "down") return runs.length || problems.length ? "restarting…" : "down";
   if (runs.length) return `${runs[0].playbook}…`;
   return "";
@@ -179,7 +180,7 @@ function sync() {
       if (office.frozen || want === "down") Object.assign(s, {x: target.x, y: target.y});
     }
     s.pending = want !== s.state ? want : null;
-    s.bubble = bubbleFor(s.state, problems, runs);
+    s.bubble = bubbleFor(s.state, problems, runs, a);
     s.doing = [s.meeting && `meeting on ${s.meeting}`, a.task,
       ...runs.map(r => `run ${r.playbook}` + (asks(r) ? ` waits for approval: ${r.message || ""}` : ""))]
       .filter(Boolean).join(" · ");
