@@ -18,6 +18,7 @@ from apprise.plugins.email.base import NotifyEmail
 from engine.actions.base import RunInfo, Services
 from engine.actions.notify import Notify
 from engine.config import load_config
+from engine.events import EventValidator
 from engine.notify.notifier import Notifier
 from engine.playbooks.lint import lint_file
 from engine.schemas import apply_defaults, load_schema
@@ -409,6 +410,25 @@ def test_a_notify_step_is_stored_and_delivered_at_once(tmp_path: Path) -> None:
             await notifier.close()
 
     asyncio.run(main())
+
+
+def test_a_notify_step_rendered_from_big_event_data_is_cut_and_never_fails(tmp_path: Path) -> None:
+    validator = EventValidator(clock=Clock())
+    stored: list[dict[str, Any]] = []
+
+    async def emit(type_: str, data: dict[str, Any], severity: str, agent: str | None) -> dict[str, Any]:
+        event = validator.normalize({"type": type_, "data": data, "severity": severity}, external=False)
+        stored.append(event)
+        return event
+
+    services = Services(tmp_path, emit, None, None, None, lambda pid: None, Clock())  # type: ignore[arg-type]
+    run = RunInfo("run-1", "page-oncall", "page", 1, problem_event("opened", "pr-1", "e1"))
+    big = '"\x01' * 14_000  # 40 KB of the event's data, the worst for JSON escaping
+    result = asyncio.run(Notify()(run, services, {"target": "oncall", "title": big, "body": big}))
+    assert result.ok
+    data = stored[0]["data"]
+    assert len(data["title"].encode()) <= 1024 and len(data["body"].encode()) <= 8192
+    assert data["title"].endswith("(cut, 28000 bytes)") and data["body"].startswith('"\x01"')
 
 
 def test_config_check_and_lint_know_the_targets(tmp_path: Path) -> None:

@@ -12,8 +12,11 @@ from typing import Any
 
 from engine.actions.base import Action, ActionError, RunInfo, Services, StepResult, get_arg
 from engine.events import EventError
-from engine.notify.base import LEVELS
+from engine.notify.base import LEVELS, cut
 from engine.notify.notifier import REQUESTED
+
+# Each at most this many UTF-8 bytes (JSON escaping at most 6x: the event stays under its 64 KiB data limit)
+TITLE_BYTES, BODY_BYTES, TARGET_BYTES = 1024, 8192, 256
 
 
 class Notify(Action):
@@ -27,8 +30,8 @@ class Notify(Action):
         level = get_arg(args, "level", str, "info")
         if level not in LEVELS:
             raise ActionError(f"`level` must be one of {', '.join(LEVELS)}, not {level!r}")
-        data: dict[str, Any] = {"target": target, "title": str(title), "body": str(body), "level": level,
-                                "step": run.step}
+        data: dict[str, Any] = {"target": cut(target, TARGET_BYTES), "title": cut(str(title), TITLE_BYTES),
+                                "body": cut(str(body), BODY_BYTES), "level": level, "step": run.step}
         cause_data = run.event.get("data")
         if str(run.event.get("type", "")).startswith("problem.") and isinstance(cause_data, dict) \
                 and isinstance(cause_data.get("problem"), str):
@@ -37,4 +40,4 @@ class Notify(Action):
             event = await services.emit(REQUESTED, data, "info", None)
         except EventError as exc:
             raise ActionError(f"the notification was refused: {exc}") from None
-        return StepResult(ok=True, detail={"target": target, "id": event["id"], "title": data["title"]})
+        return StepResult(ok=True, detail={"target": data["target"], "id": event["id"], "title": data["title"]})

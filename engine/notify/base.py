@@ -60,3 +60,13 @@ def expand_env(text: str, environ: Mapping[str, str], where: str) -> str:
         return environ[name]
 
     return ENV_REF.sub(value, text)
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` in at most `limit` UTF-8 bytes, marked when cut: a message rendered from big event data must
+    still fit in an event (and be readable) rather than fail the step that sends it."""
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    mark = f" … (cut, {len(raw)} bytes)"
+    return raw[:limit - len(mark.encode())].decode(errors="ignore") + mark
