@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ MAX_ENTRIES = 20  # entries listed in one message; the rest are counted in its l
 WORKERS = 4  # deliveries at once
 GRACE_S = 2.0  # past the target's own timeout, the notifier stops waiting for its thread
 SEEN_MAX = 10_000
+ENTRY_FIELDS = frozenset(("what", "title", "line", "level", "event"))
 MAX_SLEEP_S = 30.0  # the loop looks again at least this often (a clock that jumped, a lost wake-up)
 
 
@@ -64,6 +65,28 @@ class Pending:
             self.entries.append(entry)
         else:
             self.more += 1
+
+    @classmethod
+    def from_saved(cls, raw: Any) -> Pending:
+        """One outbox entry, checked field by field (ValueError): a damaged or hand-edited file must not
+        put a malformed message in the queue, where it would break every round."""
+        if not isinstance(raw, dict) or set(raw) != {f.name for f in fields(cls)}:
+            raise ValueError("not a message: wrong fields")
+        texts = ("id", "target", "group")
+        if not all(isinstance(raw[k], str) for k in texts) or not isinstance(raw["problem"], (str, type(None))):
+            raise ValueError("id, target, group and problem must be text")
+        if not isinstance(raw["cause"], dict) or not isinstance(raw["gathering"], bool):
+            raise ValueError("cause must be an object, gathering true or false")
+        if isinstance(raw["due"], bool) or not isinstance(raw["due"], (int, float)):
+            raise ValueError("due must be a number")
+        if any(isinstance(raw[k], bool) or not isinstance(raw[k], int) or raw[k] < 0 for k in ("more", "attempt")):
+            raise ValueError("more and attempt must be counts")
+        entries = raw["entries"]
+        if not isinstance(entries, list) or not entries or not all(
+                isinstance(e, dict) and set(e) == ENTRY_FIELDS and all(isinstance(v, str) for v in e.values())
+                for e in entries):
+            raise ValueError(f"entries must be objects with text {', '.join(sorted(ENTRY_FIELDS))}")
+        return cls(**{**raw, "due": float(raw["due"]), "entries": entries[:MAX_ENTRIES]})
 
     def message(self) -> Message:
         head = max(reversed(self.entries), key=lambda e: RANK.get(e["what"], 0))  # ties: the first
@@ -215,13 +238,15 @@ class Notifier:
         """The delivery loop, until cancelled: one failing round is logged and the loop goes on."""
         while True:
             self._wake.clear()
+            sleep_s = MAX_SLEEP_S
             try:
                 self._start_due()
                 await self._save()
+                sleep_s = self._sleep_s()
             except Exception:
                 log.exception("notification round failed")
             try:
-                await asyncio.wait_for(self._wake.wait(), self._sleep_s())
+                await asyncio.wait_for(self._wake.wait(), sleep_s)
             except asyncio.TimeoutError:
                 pass
 
@@ -285,17 +310,23 @@ class Notifier:
         """The messages a previous engine left undelivered (data/notify/outbox.json)."""
         if self._outbox is None:
             return
-        for raw in await asyncio.to_thread(self._outbox.load):
+        saved = await asyncio.to_thread(self._outbox.load)
+        bad = 0
+        for index, raw in enumerate(saved):
             try:
-                item = Pending(**raw)
-            except TypeError as exc:
-                log.error("notification outbox entry skipped", extra={"error": str(exc)})
+                item = Pending.from_saved(raw)
+            except ValueError as exc:
+                bad += 1
+                log.error("notification outbox entry set aside", extra={"index": index, "error": str(exc)})
                 continue
             self.pending[item.id] = item
             if item.gathering:
                 self._gathering[(item.target, item.group)] = item.id
             for entry in item.entries:
                 self._seen[entry["event"]] = True
+        if bad:
+            await asyncio.to_thread(self._outbox.set_aside, f"{bad} of {len(saved)} entries damaged")
+            self._dirty = True  # the good ones are written back at the next save
         if self.pending:
             log.info("notifications to deliver from before the restart", extra={"pending": len(self.pending)})
 

@@ -26,16 +26,21 @@ class Outbox:
             items = raw["pending"]
             if raw.get("version") != VERSION or not isinstance(items, list):
                 raise ValueError(f"not an outbox of version {VERSION}")
-            return [item for item in items if isinstance(item, dict)]
+            return items
         except FileNotFoundError:
             return []
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("notification outbox unreadable: set aside", extra={"path": str(self.path), "error": str(exc)})
-            try:
-                os.replace(self.path, self.path.with_name(self.path.name + ".bad"))
-            except OSError:
-                pass
+            self.set_aside(str(exc))
             return []
+
+    def set_aside(self, why: str) -> None:
+        """Keep a damaged file as `outbox.json.bad` for a person to read, and log why."""
+        bad = self.path.with_name(self.path.name + ".bad")
+        log.error("notification outbox damaged: set aside", extra={"path": str(bad), "error": why})
+        try:
+            os.replace(self.path, bad)
+        except OSError:
+            pass
 
     def save(self, items: list[dict[str, Any]]) -> None:
         atomic_write(self.path, orjson.dumps({"version": VERSION, "pending": items}))
