@@ -388,10 +388,14 @@ def test_the_queue_is_bounded_and_drops_are_counted(tmp_path: Path) -> None:
         assert len(notifier.pending) == 2 and notifier.dropped == 3
         for n in range(30):  # one message lists at most 20 entries and counts the rest
             notifier.observe(problem_event("escalated", "pr-0", f"x{n}"))
+        notifier.observe(problem_event("resolved", "pr-4", "r4"))  # a resolution passes the cap: never lost
+        notifier.observe(problem_event("resolved", "pr-4", "r4b"))  # and is still sent once
+        assert len(notifier.pending) == 3 and notifier.dropped == 3
         clock.now += 60
         await notifier.pump()
         first = next(p for p in http.posts if "pr-0" in p["message"])
         assert len(first["message"].splitlines()) == 21 and first["message"].endswith("(and 11 more)")
+        assert [p["title"] for p in http.posts if "pr-4" in p["message"]] == ['[resolved] agent-down {"agent":"coder"}']
 
     scenario(body, tmp_path, lambda http, smtp: {"oncall": {"urls": [http.url()]}}, queue_max=2)
 

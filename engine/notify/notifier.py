@@ -160,14 +160,15 @@ class Notifier:
         for name, route in self.settings.routes.items():
             if not route.selects(what, problem.get("kind"), agent, severity):
                 continue
-            if what == "resolved":
-                if (name, problem_id) in self._resolved:
-                    continue
-                self._resolved[(name, problem_id)] = True
+            resolved = what == "resolved"
+            if resolved and (name, problem_id) in self._resolved:
+                continue
             target_context = {**context, "target": name}
             entry = {"what": what, "title": fill(route.title, target_context), "line": fill(route.body, target_context),
                      "level": LEVELS[what], "event": event["id"]}
-            self._file(name, problem_id, problem_id, entry, event, now=what == "resolved")
+            self._file(name, problem_id, problem_id, entry, event, now=resolved, capped=not resolved)
+            if resolved:  # after filing: a resolution is never dropped (it passes the cap), so never lost
+                self._resolved[(name, problem_id)] = True
 
     def _requested(self, event: dict[str, Any], data: dict[str, Any]) -> None:
         target = data.get("target")
@@ -179,12 +180,14 @@ class Notifier:
         self._file(target, problem or event["id"], problem, entry, event, now=True)
 
     def _file(self, target: str, group: str, problem: str | None, entry: dict[str, str], event: dict[str, Any],
-              now: bool) -> None:
-        """Add `entry` to the message gathering for (target, group), or start one; `now` sends it at once."""
+              now: bool, capped: bool = True) -> None:
+        """Add `entry` to the message gathering for (target, group), or start one; `now` sends it at once.
+        A message that is not `capped` (a resolution: one per problem and target) is queued past queue_max,
+        so the people who heard of a problem hear that it ended."""
         clock = self._clock()
         gathering = self.pending.get(self._gathering.get((target, group), ""))
         if gathering is None:
-            if len(self.pending) >= self.settings.queue_max:
+            if capped and len(self.pending) >= self.settings.queue_max:
                 self.dropped += 1
                 self._on_outcome(target if target in self.targets else "unknown", "dropped")
                 log.warning("notification dropped: the queue is full", extra={
