@@ -29,6 +29,8 @@ class Waiting:
     requested_at: float
     expires_at: float
     answer: asyncio.Future[dict[str, Any]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # True once the run has journaled and announced the answer; False when it stopped before (cancelled)
+    recorded: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     def view(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "playbook": self.playbook, "agent": self.agent, "cause": self.cause,
@@ -42,13 +44,14 @@ class WaitingRoom:
     def __init__(self) -> None:
         self.waiting: dict[str, Waiting] = {}
 
-    def answer(self, run_id: str, approved: bool, by: str, reason: str | None) -> bool:
-        """Give `run_id` its answer; False when it is not waiting (never was, answered, or timed out)."""
+    def answer(self, run_id: str, approved: bool, by: str, reason: str | None) -> asyncio.Future[bool] | None:
+        """Give `run_id` its answer: the future the run resolves once the answer is journaled and announced
+        (await it before telling anyone it counts); None when it is not waiting (never was, answered, timed out)."""
         waiting = self.waiting.pop(run_id, None)
         if waiting is None or waiting.answer.done():
-            return False
+            return None
         waiting.answer.set_result({"approved": approved, "by": by, "reason": reason})
-        return True
+        return waiting.recorded
 
     async def wait(self, waiting: Waiting, clock: Callable[[], float],
                    sleep: Callable[[float], Awaitable[None]]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Run controls: cancel a run, re-run a finished one, answer an `approve` step (issue 15).
 
 Each answer is `(HTTP status, body)`, the API's and the CLI's: 200 done; 202 a cancel still rolling back
-when the wait ends; 404 no such run; 409 a run in the wrong state for it (with the reason); 422 a damaged
+(or an approval not yet recorded) when the wait ends; 404 no such run; 409 a run in the wrong state for it (with the reason); 422 a damaged
 record. Who asked (`by`) goes into every event the control causes.
 """
 from __future__ import annotations
@@ -20,17 +20,20 @@ from engine.reactor.runner import Emit, Reactor
 
 Answer = tuple[int, dict[str, Any]]
 END_WAIT_S = 30.0  # how long `cancel` waits for the killed run to finish rolling back before answering 202
+ANSWER_WAIT_S = 10.0  # how long `approve`/`deny` wait for the run to record the answer before answering 202
 
 
 class RunControls:
     def __init__(self, reactor: Reactor, scheduler: Scheduler, dispatcher: Dispatcher,
-                 playbook: Callable[[str], Playbook | None], emit: Emit, end_wait_s: float = END_WAIT_S) -> None:
+                 playbook: Callable[[str], Playbook | None], emit: Emit, end_wait_s: float = END_WAIT_S,
+                 answer_wait_s: float = ANSWER_WAIT_S) -> None:
         self.reactor = reactor
         self.scheduler = scheduler
         self.dispatcher = dispatcher
         self.playbook = playbook
         self.emit = emit
         self.end_wait_s = end_wait_s
+        self.answer_wait_s = answer_wait_s
 
     async def cancel(self, run_id: str, by: str, reason: str | None) -> Answer:
         """A running run: its steps' process trees killed, files restored, rollback steps run, `reactor.cancelled`,
@@ -58,8 +61,18 @@ class RunControls:
 
     async def answer(self, run_id: str, approved: bool, by: str, reason: str | None) -> Answer:
         """Approve or deny the approve step `run_id` waits at (`reactor.approved` / `reactor.denied`)."""
-        if self.reactor.answer(run_id, approved, by, reason):
-            return 200, {"run_id": run_id, "answer": "approved" if approved else "denied", "by": by, "reason": reason}
+        said = {"run_id": run_id, "answer": "approved" if approved else "denied", "by": by, "reason": reason}
+        run = self.reactor.active.get(run_id)
+        if run is not None and run.cancel is not None:
+            return 409, {"error": f"run {run_id} is being cancelled", **said}
+        recorded = self.reactor.answer(run_id, approved, by, reason)
+        if recorded is not None:  # 200 only once the run has journaled and announced it
+            try:
+                if await asyncio.wait_for(asyncio.shield(recorded), self.answer_wait_s):
+                    return 200, said
+            except TimeoutError:
+                return 202, {**said, "status": "recording"}
+            return 409, {"error": f"run {run_id} was cancelled before the answer was recorded", **said}
         if run_id in self.reactor.active or self.scheduler.started(run_id):
             return 409, {"error": f"run {run_id} is not waiting for an approval"}
         return self._not_here(run_id, "approve" if approved else "deny")

@@ -229,16 +229,22 @@ class _Run:
         self.awaiting = Waiting(self.job.run_id, self.pb.id, agent, self.job.event.get("id"), step_id, message,
                                 requested, expires)
         park = deps.park(self.job.run_id) if deps.park is not None else contextlib.nullcontext()
-        async with park:  # no slot while waiting; one is taken again on the way out
-            answer = await self.room.wait(self.awaiting, deps.clock, deps.sleep)
-            await self.journal.awrite("answer", step=step_id, **answer)
-            approved = answer["approved"]
-            await self.emit("reactor.approved" if approved else "reactor.denied",
-                            {"agent": agent, "step": step_id, "by": answer["by"], "reason": answer["reason"]},
-                            "info" if approved else "warning")
-            self.record.approval.update(status="approved" if approved else "denied", by=answer["by"],
-                                        reason=answer["reason"], answered_at=format_ts(deps.clock()))
-            await self.save()
+        recorded = self.awaiting.recorded
+        try:
+            async with park:  # no slot while waiting; one is taken again on the way out
+                answer = await self.room.wait(self.awaiting, deps.clock, deps.sleep)
+                await self.journal.awrite("answer", step=step_id, **answer)
+                approved = answer["approved"]
+                await self.emit("reactor.approved" if approved else "reactor.denied",
+                                {"agent": agent, "step": step_id, "by": answer["by"], "reason": answer["reason"]},
+                                "info" if approved else "warning")
+                self.record.approval.update(status="approved" if approved else "denied", by=answer["by"],
+                                            reason=answer["reason"], answered_at=format_ts(deps.clock()))
+                await self.save()
+                recorded.set_result(True)  # the person who answered hears so only now
+        finally:
+            if not recorded.done():  # cancelled (or failed) before the answer was recorded: it does not count
+                recorded.set_result(False)
         self.awaiting = None
         return {**answer, "expires_at": format_ts(expires)}
 
@@ -356,8 +362,12 @@ class Reactor:
         """Resolves with the final status of `run_id` when its `run` returns (also for a run not begun yet)."""
         return self._ends.setdefault(run_id, asyncio.get_running_loop().create_future())
 
-    def answer(self, run_id: str, approved: bool, by: str, reason: str | None) -> bool:
-        """A person's answer to the approve step `run_id` waits at; False when it waits for none."""
+    def answer(self, run_id: str, approved: bool, by: str, reason: str | None) -> asyncio.Future[bool] | None:
+        """A person's answer to the approve step `run_id` waits at (see `WaitingRoom.answer`); None when it
+        waits for none, or is being cancelled (a cancel and an answer at once: the cancel wins)."""
+        run = self.active.get(run_id)
+        if run is not None and run.cancel is not None:
+            return None
         return self.room.answer(run_id, approved, by, reason)
 
     async def run(self, job: Job) -> str:

@@ -1,0 +1,90 @@
+"""Run controls racing each other and the run's own end, on a reactor with a real scheduler, an injected
+clock and time that stands still (nothing here waits for anything real)."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from typing import Any
+
+import orjson
+from reactor_harness import Harness
+from test_run_approvals import EVENT, Clock, _approval_playbook
+
+from engine.admission.scheduler import Job, Scheduler
+from engine.reactor.controls import RunControls
+
+
+class Engine:
+    """A reactor, a scheduler that starts its runs (parking those that wait for a person), the controls."""
+
+    def __init__(self, data_dir: Path, playbooks: list[Any], max_concurrent: int = 5, **harness: Any) -> None:
+        self.clock = harness.setdefault("clock", Clock())
+        harness.setdefault("sleep", self.clock.never)
+        self.h = Harness(data_dir, playbooks, **harness)
+        ids = itertools.count(1)
+        self.scheduler = Scheduler(start=self.h.reactor.run, emit=self._decided, clock=self.clock,
+                                   new_id=lambda: f"01RUN{next(ids):022d}", max_concurrent=max_concurrent)
+        self.h.reactor.deps.park = self.scheduler.parked
+        self.controls = RunControls(self.h.reactor, self.scheduler, None, self.h.playbooks.get,  # type: ignore
+                                    self.h.emit)
+
+    async def _decided(self, type_: str, data: dict[str, Any], job: Job) -> None:
+        pass
+
+    async def offer(self, playbook_id: str, event: dict[str, Any] = EVENT) -> str:
+        job = Job(self.h.playbooks[playbook_id], event, "P2", (playbook_id, event.get("agent")))
+        await self.scheduler.offer(job)
+        return job.run_id
+
+    async def until(self, type_: str, run_id: str) -> None:
+        while not any(e["type"] == type_ and e["data"].get("run_id") == run_id for e in self.h.events):
+            await asyncio.sleep(0.01)
+
+    def journal(self, run_id: str) -> list[dict[str, Any]]:
+        path = self.h.reactor.runs_dir / run_id / "journal.jsonl"
+        return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_a_cancel_and_an_approval_at_once_only_one_wins_and_an_approval_is_recorded_before_its_200(data_dir, tmp_path):
+    async def scenario(approve_first: bool) -> None:
+        conf = tmp_path / f"agent-{approve_first}.conf"
+        conf.write_text("old\n")
+        engine = Engine(data_dir / f"approve-first-{approve_first}", [_approval_playbook(conf)])
+        run_id = await engine.offer("guarded")
+        await engine.until("reactor.approval_requested", run_id)
+        cancel = engine.controls.cancel(run_id, "bob", "wrong agent")
+        approve = engine.controls.answer(run_id, True, "alice", "fine")
+        if approve_first:
+            (approved, _), (cancelled, _) = await asyncio.gather(approve, cancel)
+        else:
+            (cancelled, _), (approved, _) = await asyncio.gather(cancel, approve)
+        assert sorted((approved, cancelled)) == [200, 409], (approve_first, approved, cancelled)
+        await engine.scheduler.wait_idle()
+        types = [e["type"] for e in engine.h.events if e["data"].get("run_id") == run_id]
+        answers = [e for e in engine.journal(run_id) if e["t"] == "answer"]
+        if approved == 200:  # its answer was journaled and announced before the 200
+            assert "reactor.approved" in types and answers[0]["by"] == "alice"
+        else:
+            assert "reactor.approved" not in types and "reactor.cancelled" in types
+            assert engine.h.reactor.store.get(run_id).status == "cancelled"
+
+    asyncio.run(scenario(approve_first=False))
+    asyncio.run(scenario(approve_first=True))
+
+
+def test_an_approval_answers_200_only_after_the_run_recorded_it(data_dir, tmp_path):
+    conf = tmp_path / "agent.conf"
+    conf.write_text("old\n")
+
+    async def scenario() -> None:
+        engine = Engine(data_dir, [_approval_playbook(conf)])
+        run_id = await engine.offer("guarded")
+        await engine.until("reactor.approval_requested", run_id)
+        status, body = await engine.controls.answer(run_id, True, "alice", "fine")
+        assert (status, body["answer"]) == (200, "approved")
+        assert [e["by"] for e in engine.journal(run_id) if e["t"] == "answer"] == ["alice"]
+        assert "reactor.approved" in engine.h.types()
+        await engine.scheduler.wait_idle()
+
+    asyncio.run(scenario())
