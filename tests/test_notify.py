@@ -20,6 +20,7 @@ from engine.actions.base import RunInfo, Services
 from engine.actions.notify import Notify
 from engine.config import load_config
 from engine.events import EventValidator
+from engine.notify import notifier as notifier_module
 from engine.notify.notifier import Notifier, Pending
 from engine.playbooks.lint import lint_file
 from engine.schemas import apply_defaults, load_schema
@@ -39,12 +40,14 @@ class HttpSink:
     def __init__(self) -> None:
         self.posts: list[dict[str, Any]] = []
         self.down = False
+        self.delay_s = 0.0
         self.port = 0
         self._runner: web.AppRunner | None = None
 
     async def _post(self, request: web.Request) -> web.Response:
         if self.down:
             return web.Response(status=503, text="down for maintenance")
+        await asyncio.sleep(self.delay_s)
         self.posts.append({"path": request.path, **await request.json()})
         return web.Response(text="ok")
 
@@ -398,6 +401,21 @@ def test_the_queue_is_bounded_and_drops_are_counted(tmp_path: Path) -> None:
         assert [p["title"] for p in http.posts if "pr-4" in p["message"]] == ['[resolved] agent-down {"agent":"coder"}']
 
     scenario(body, tmp_path, lambda http, smtp: {"oncall": {"urls": [http.url()]}}, queue_max=2)
+
+
+def test_a_burst_is_timed_from_each_delivery_start_not_from_when_it_was_queued(tmp_path: Path,
+                                                                              monkeypatch: Any) -> None:
+    monkeypatch.setattr(notifier_module, "GRACE_S", 0.0)
+
+    async def body(notifier: Notifier, clock: Clock, rec: Recorder, http: HttpSink, smtp: SmtpSink) -> None:
+        http.delay_s = 0.3  # 20 messages, 4 at a time: the last start 1.2 s after the burst, 1 s timeout each
+        for n in range(20):
+            notifier.observe(problem_event("opened", f"pr-{n}", f"e{n}"))
+        await notifier.pump()
+        assert rec.of("notification.failed") == [] and len(rec.of("notification.sent")) == 20 == len(http.posts)
+
+    scenario(body, tmp_path, lambda http, smtp: {"oncall": {"urls": [http.url()]}}, group_window="0s",
+             timeout="1s")
 
 
 def test_secrets_in_urls_come_from_the_environment_and_are_never_shown(tmp_path: Path, monkeypatch: Any) -> None:

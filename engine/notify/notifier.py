@@ -111,6 +111,7 @@ class Notifier:
         self._seen: CappedMap[str, bool] = CappedMap("notify_seen", SEEN_MAX)
         self._resolved: CappedMap[tuple[str, str], bool] = CappedMap("notify_resolved", SEEN_MAX)
         self._flying: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(WORKERS)  # deliveries under way, one per thread
         self._executor: ThreadPoolExecutor | None = None
         self._wake = asyncio.Event()
         self._dirty = False
@@ -260,6 +261,10 @@ class Notifier:
         return min(MAX_SLEEP_S, max(0.01, min(waiting) - self._clock()))
 
     async def _deliver(self, item: Pending) -> None:
+        async with self._slots:  # a burst waits here, not on the pool: each try's timeout starts with it
+            await self._try(item)
+
+    async def _try(self, item: Pending) -> None:
         item.attempt += 1
         message = item.message()
         target = self.targets.get(item.target)
