@@ -1,9 +1,13 @@
 """The `apprise` target kind: a list of Apprise URLs (Slack, Teams, PagerDuty, Matrix, `mailto://`,
 `json://` webhooks and the rest of https://github.com/caronc/apprise/wiki), all sent each message.
 
-Apprise is synchronous; the notifier calls `deliver` in its own threads. Apprise's own call timeout bounds
-the call, and a delivery counts as done only when every URL accepted it: a partial success is a failure
-(retried whole, so a service that did receive it may see it twice, never none)."""
+Apprise is synchronous; the notifier calls `deliver` in its own daemon threads and stops waiting after its
+timeout. Apprise is told to run the URLs one after the other in that thread (no `async_mode`, no
+`service_timeout`): otherwise it runs them in its own process-wide pool, whose threads Python joins at exit
+(a hung service kept a stopped engine alive) and which every target shares. Each URL's socket connect and
+read timeouts (`cto`, `rto`) are cut to the delivery's timeout, so a hung service gives its thread back.
+A delivery counts as done only when every URL accepted it: a partial success is a failure (retried whole,
+so a service that did receive it may see it twice, never none)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -23,12 +27,13 @@ class AppriseTarget(Target):
 
     def __init__(self, name: str, spec: Mapping[str, Any], environ: Mapping[str, str]) -> None:
         super().__init__(name, spec, environ)
-        self._apprise = apprise.Apprise()
+        asset = apprise.AppriseAsset(async_mode=False, service_timeout=0)
+        self._apprise = apprise.Apprise(asset=asset)
         self._secrets: list[str] = []
         for index, url in enumerate(spec["urls"]):
             where = f"notifications.targets.{name}.urls[{index}]"
             expanded = expand_env(url, environ, where)
-            service = apprise.Apprise.instantiate(expanded)
+            service = apprise.Apprise.instantiate(expanded, asset=asset)
             if not service:
                 raise NotifyError(f"{where}: Apprise cannot use this URL (unknown scheme or missing fields): "
                                   f"{_masked(url)}")
@@ -39,10 +44,12 @@ class AppriseTarget(Target):
         return [service.url(privacy=True) for service in self._apprise]
 
     def deliver(self, message: Message, timeout_s: float) -> None:
+        for service in self._apprise:
+            service.socket_connect_timeout = min(service.socket_connect_timeout, timeout_s)
+            service.socket_read_timeout = min(service.socket_read_timeout, timeout_s)
         try:
             result = self._apprise.notify(body=message.body or message.title, title=message.title,
-                                          notify_type=_TYPES.get(message.level, apprise.NotifyType.INFO),
-                                          timeout=timeout_s)
+                                          notify_type=_TYPES.get(message.level, apprise.NotifyType.INFO))
         except Exception as exc:  # a plugin's own bug must be a failed delivery, not a dead notifier
             raise NotifyError(self._scrub(f"{type(exc).__name__}: {exc}")) from None
         if result:

@@ -6,8 +6,8 @@ entries and files them into messages. A message for (target, problem) gathers fo
 first event, so an opening and an escalation a few seconds apart are one message listing both; the
 problem's resolution (at most one "resolved" per problem and target) and a `notify` step send at once,
 with whatever was gathering. `run` is the delivery loop (a supervised background task): each delivery runs
-in the notifier's own threads with a timeout, never in the loop's default executor that the store uses,
-so a hung service cannot delay a remediation. Every try ends as a stored `notification.sent` or
+in the notifier's own threads (daemon threads, at most WORKERS at once) with a timeout, never in the loop's
+default executor that the store uses, so a hung service can delay neither a remediation nor the exit. Every try ends as a stored `notification.sent` or
 `notification.failed` event; failures are retried with exponential backoff up to `retry.attempts` times.
 Everything per key is capped: the pending messages (`queue_max`, more are dropped and counted), the
 entries of one message, the event ids and resolved problems remembered.
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ REQUESTED = "notification.requested"  # what a `notify` step stores; the notifie
 RANK = {"opened": 0, "notify": 1, "escalated": 2, "resolved": 3}  # a message's headline: its highest entry
 LEVELS = {"opened": "warning", "escalated": "failure", "resolved": "success"}
 MAX_ENTRIES = 20  # entries listed in one message; the rest are counted in its last line
-WORKERS = 4  # deliveries at once
+WORKERS = 4  # deliveries at once (threads)
 GRACE_S = 2.0  # past the target's own timeout, the notifier stops waiting for its thread
 SEEN_MAX = 10_000
 ENTRY_FIELDS = frozenset(("what", "title", "line", "level", "event"))
@@ -112,7 +112,6 @@ class Notifier:
         self._resolved: CappedMap[tuple[str, str], bool] = CappedMap("notify_resolved", SEEN_MAX)
         self._flying: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(WORKERS)  # deliveries under way, one per thread
-        self._executor: ThreadPoolExecutor | None = None
         self._wake = asyncio.Event()
         self._dirty = False
         self.dropped = 0
@@ -273,10 +272,7 @@ class Notifier:
         try:
             if target is None:
                 raise NotifyError(f"no target named {item.target!r} in notifications.targets")
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="aios-notify")
-            future = asyncio.get_running_loop().run_in_executor(self._executor, target.deliver, message, timeout)
-            await asyncio.wait_for(future, timeout + GRACE_S)
+            await asyncio.wait_for(_in_daemon_thread(target.deliver, message, timeout), timeout + GRACE_S)
         except NotifyError as exc:
             error = str(exc)
         except asyncio.TimeoutError:
@@ -350,19 +346,43 @@ class Notifier:
             log.error("notification outbox not written", extra={"error": str(exc)})
 
     async def close(self) -> None:
-        """Stop delivering (a try under way counts as made), save what is left, let the threads go."""
+        """Stop delivering (a try under way counts as made) and save what is left; a thread still in a
+        service's call is a daemon thread, so it cannot keep the process alive."""
         for task in list(self._flying.values()):
             task.cancel()
         await asyncio.gather(*self._flying.values(), return_exceptions=True)
         self._dirty = True
         await self._save()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
 
     def stats(self) -> dict[str, Any]:
         return {"targets": {name: target.describe() for name, target in self.targets.items()},
                 "pending": len(self.pending), "gathering": len(self._gathering), "dropped": self.dropped}
+
+
+def _in_daemon_thread(call: Callable[..., None], *args: Any) -> asyncio.Future[None]:
+    """`call(*args)` in a new daemon thread, its outcome as a future of the running loop. Not a
+    ThreadPoolExecutor: Python joins those threads at exit, so a service that never answers would keep a
+    stopped engine alive; the caller's semaphore bounds how many run at once."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if not future.done():  # the notifier may have stopped waiting
+            future.set_exception(error) if error is not None else future.set_result(None)
+
+    def work() -> None:
+        error = None
+        try:
+            call(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    threading.Thread(target=work, name="aios-notify", daemon=True).start()
+    return future
 
 
 def _details(what: str, data: Mapping[str, Any]) -> str:
