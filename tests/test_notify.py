@@ -22,6 +22,7 @@ from engine.config import load_config
 from engine.events import EventValidator
 from engine.notify import notifier as notifier_module
 from engine.notify.notifier import Notifier, Pending
+from engine.notify.outbox import Outbox
 from engine.playbooks.lint import lint_file
 from engine.schemas import apply_defaults, load_schema
 
@@ -345,6 +346,33 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> 
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+def test_entries_are_cut_and_the_outbox_is_rewritten_at_most_every_second(tmp_path: Path, monkeypatch: Any) -> None:
+    writes: list[int] = []
+    save = Outbox.save
+    monkeypatch.setattr(Outbox, "save", lambda self, items: (writes.append(len(items)), save(self, items)))
+
+    async def main() -> None:
+        clock = Clock()
+        conf = section({"oncall": {"urls": ["json://127.0.0.1:9/x"], "body": "{event.data.blob}"}})
+        notifier = Notifier.from_config(conf, emit=Recorder(), clock=clock, data_dir=tmp_path)
+        for n in range(50):  # a burst: one write, not fifty
+            notifier.observe(problem_event("opened", f"pr-{n}", f"e{n}", blob="x" * 40_000))
+            await notifier.pump()
+        assert writes == [1]
+        clock.now += 1
+        await notifier.pump()
+        assert writes == [1, 50]
+        outbox = tmp_path / "notify" / "outbox.json"
+        assert outbox.stat().st_size < 50 * 3 * 1024
+        line = orjson.loads(outbox.read_bytes())["pending"][0]["entries"][0]["line"]
+        assert len(line.encode()) <= 2048 and line.endswith("(cut, 40000 bytes)")
+        notifier.observe(problem_event("opened", "pr-last", "e-last"))
+        await notifier.close()  # the last change is written at close, whenever it came
+        assert writes == [1, 50, 51]
+
+    asyncio.run(main())
 
 
 def test_targets_select_problems_by_event_kind_agent_and_severity(tmp_path: Path) -> None:

@@ -13,10 +13,7 @@ from typing import Any
 from engine.actions.base import Action, ActionError, RunInfo, Services, StepResult, get_arg
 from engine.events import EventError
 from engine.notify.base import LEVELS, cut
-from engine.notify.notifier import REQUESTED
-
-# Each at most this many UTF-8 bytes (JSON escaping at most 6x: the event stays under its 64 KiB data limit)
-TITLE_BYTES, BODY_BYTES, TARGET_BYTES = 1024, 8192, 256
+from engine.notify.notifier import BODY_BYTES, REQUESTED, TARGET_BYTES, TITLE_BYTES
 
 
 class Notify(Action):

@@ -7,10 +7,11 @@ first event, so an opening and an escalation a few seconds apart are one message
 problem's resolution (at most one "resolved" per problem and target) and a `notify` step send at once,
 with whatever was gathering. `run` is the delivery loop (a supervised background task): each delivery runs
 in the notifier's own threads (daemon threads, at most WORKERS at once) with a timeout, never in the loop's
-default executor that the store uses, so a hung service can delay neither a remediation nor the exit. Every try ends as a stored `notification.sent` or
-`notification.failed` event; failures are retried with exponential backoff up to `retry.attempts` times.
-Everything per key is capped: the pending messages (`queue_max`, more are dropped and counted), the
-entries of one message, the event ids and resolved problems remembered.
+default executor that the store uses, so a hung service can delay neither a remediation nor the exit.
+Every try ends as a stored `notification.sent` or `notification.failed` event; failures are retried with
+exponential backoff up to `retry.attempts` times. Everything is capped: the pending messages (`queue_max`,
+more are dropped and counted), the entries of one message and their length, the event ids and resolved
+problems remembered; the outbox is rewritten off the loop, at most every SAVE_EVERY_S.
 """
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from engine.capped import CappedMap
 from engine.events import format_ts
 from engine.notify import build_targets
-from engine.notify.base import Message, NotifyError, Target
+from engine.notify.base import Message, NotifyError, Target, cut
 from engine.notify.outbox import Outbox
 from engine.notify.settings import Settings, fill
 
@@ -42,6 +43,10 @@ WORKERS = 4  # deliveries at once (threads)
 GRACE_S = 2.0  # past the target's own timeout, the notifier stops waiting for its thread
 SEEN_MAX = 10_000
 ENTRY_FIELDS = frozenset(("what", "title", "line", "level", "event"))
+SAVE_EVERY_S = 1.0  # the outbox is rewritten at most this often (and at close): changes come in bursts
+# UTF-8 bytes of a title, a problem entry's line, a `notify` step's body (its event stays under 64 KiB even
+# JSON-escaped) and target name: a message rendered from big event data is cut, marked, never refused.
+TITLE_BYTES, LINE_BYTES, BODY_BYTES, TARGET_BYTES = 1024, 2048, 8192, 256
 MAX_SLEEP_S = 30.0  # the loop looks again at least this often (a clock that jumped, a lost wake-up)
 
 
@@ -70,7 +75,7 @@ class Pending:
     def from_saved(cls, raw: Any) -> Pending:
         """One outbox entry, checked field by field (ValueError): a damaged or hand-edited file must not
         put a malformed message in the queue, where it would break every round."""
-        if not isinstance(raw, dict) or set(raw) != {f.name for f in fields(cls)}:
+        if not isinstance(raw, dict) or set(raw) != set(FIELDS):
             raise ValueError("not a message: wrong fields")
         texts = ("id", "target", "group")
         if not all(isinstance(raw[k], str) for k in texts) or not isinstance(raw["problem"], (str, type(None))):
@@ -86,12 +91,17 @@ class Pending:
                 isinstance(e, dict) and set(e) == ENTRY_FIELDS and all(isinstance(v, str) for v in e.values())
                 for e in entries):
             raise ValueError(f"entries must be objects with text {', '.join(sorted(ENTRY_FIELDS))}")
-        return cls(**{**raw, "due": float(raw["due"]), "entries": entries[:MAX_ENTRIES]})
+        entries = [{**e, "title": cut(e["title"], TITLE_BYTES), "line": cut(e["line"], BODY_BYTES)}
+                   for e in entries[:MAX_ENTRIES]]
+        return cls(**{**raw, "due": float(raw["due"]), "entries": entries})
 
     def message(self) -> Message:
         head = max(reversed(self.entries), key=lambda e: RANK.get(e["what"], 0))  # ties: the first
         lines = [e["line"] for e in self.entries] + ([f"(and {self.more} more)"] if self.more else [])
         return Message(head["title"], "\n".join(lines), head["level"])
+
+
+FIELDS = tuple(f.name for f in fields(Pending))
 
 
 class Notifier:
@@ -114,6 +124,7 @@ class Notifier:
         self._slots = asyncio.Semaphore(WORKERS)  # deliveries under way, one per thread
         self._wake = asyncio.Event()
         self._dirty = False
+        self._saved_at = float("-inf")
         self.dropped = 0
 
     @classmethod
@@ -164,8 +175,9 @@ class Notifier:
             if resolved and (name, problem_id) in self._resolved:
                 continue
             target_context = {**context, "target": name}
-            entry = {"what": what, "title": fill(route.title, target_context), "line": fill(route.body, target_context),
-                     "level": LEVELS[what], "event": event["id"]}
+            entry = {"what": what, "title": cut(fill(route.title, target_context), TITLE_BYTES),
+                     "line": cut(fill(route.body, target_context), LINE_BYTES), "level": LEVELS[what],
+                     "event": event["id"]}
             self._file(name, problem_id, problem_id, entry, event, now=resolved, capped=not resolved)
             if resolved:  # after filing: a resolution is never dropped (it passes the cap), so never lost
                 self._resolved[(name, problem_id)] = True
@@ -175,8 +187,9 @@ class Notifier:
         if not isinstance(target, str):
             return
         problem = data.get("problem") if isinstance(data.get("problem"), str) else None
-        entry = {"what": "notify", "title": str(data.get("title") or ""), "line": str(data.get("body") or ""),
-                 "level": str(data.get("level") or "info"), "event": event["id"]}
+        entry = {"what": "notify", "title": cut(str(data.get("title") or ""), TITLE_BYTES),
+                 "line": cut(str(data.get("body") or ""), BODY_BYTES), "level": str(data.get("level") or "info"),
+                 "event": event["id"]}
         self._file(target, problem or event["id"], problem, entry, event, now=True)
 
     def _file(self, target: str, group: str, problem: str | None, entry: dict[str, str], event: dict[str, Any],
@@ -255,6 +268,8 @@ class Notifier:
 
     def _sleep_s(self) -> float:
         waiting = [item.due for item in self.pending.values() if item.id not in self._flying]
+        if self._dirty:
+            waiting.append(self._saved_at + SAVE_EVERY_S)
         if not waiting:
             return MAX_SLEEP_S
         return min(MAX_SLEEP_S, max(0.01, min(waiting) - self._clock()))
@@ -334,11 +349,15 @@ class Notifier:
         if self.pending:
             log.info("notifications to deliver from before the restart", extra={"pending": len(self.pending)})
 
-    async def _save(self) -> None:
-        if not self._dirty or self._outbox is None:
+    async def _save(self, force: bool = False) -> None:
+        """Rewrite the outbox if it changed, at most every SAVE_EVERY_S unless `force`d. The loop takes only
+        a shallow snapshot (entries are never changed once made); the thread serialises and writes."""
+        now = self._clock()
+        if not self._dirty or self._outbox is None or (not force and now - self._saved_at < SAVE_EVERY_S):
             return
-        self._dirty = False
-        items = [asdict(item) for item in self.pending.values()]
+        self._dirty, self._saved_at = False, now
+        items = [{**{name: getattr(item, name) for name in FIELDS}, "entries": list(item.entries)}
+                 for item in self.pending.values()]
         try:
             await asyncio.to_thread(self._outbox.save, items)
         except OSError as exc:
@@ -352,7 +371,7 @@ class Notifier:
             task.cancel()
         await asyncio.gather(*self._flying.values(), return_exceptions=True)
         self._dirty = True
-        await self._save()
+        await self._save(force=True)
 
     def stats(self) -> dict[str, Any]:
         return {"targets": {name: target.describe() for name, target in self.targets.items()},
