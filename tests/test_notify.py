@@ -517,6 +517,28 @@ def test_a_notify_step_rendered_from_big_event_data_is_cut_and_never_fails(tmp_p
     assert data["title"].endswith("(cut, 28000 bytes)") and data["body"].startswith('"\x01"')
 
 
+def config_errors(path: Path) -> list[str]:
+    try:
+        load_config(path)
+    except Exception as exc:  # noqa: BLE001 - the message is what is checked
+        return str(exc).splitlines()
+    return []
+
+
+def test_config_check_refuses_what_the_engine_would_refuse(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("notifications:\n  targets:\n    a:\n      urls:\n        - nope://host/x\n        - 'json://'\n"
+                   "        - 'nope://${AIOS_TEST_UNSET}/x'\n        - 'slack://${AIOS_TEST_UNSET}/#ops'\n"
+                   "  timeout: 0s\n  queue_max: 100000000000000000000000\n")
+    found = config_errors(bad)
+    assert len(found) == 1 and found[0].startswith(f"{bad}:10:") and "maximum" in found[0]
+    bad.write_text(bad.read_text().replace("100000000000000000000000", "5"))
+    found = config_errors(bad)  # each URL built as `run` would, without the environment; the timeout
+    assert [line.split(": error: ")[0] for line in found] == [f"{bad}:5:11", f"{bad}:6:11", f"{bad}:7:11",
+                                                              f"{bad}:9:12"]
+    assert "Apprise cannot use this URL" in found[0] and "at least 1s" in found[3]
+
+
 def test_config_check_and_lint_know_the_targets(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("notifications:\n  targets:\n    oncall:\n      urls: [json://127.0.0.1:9/x]\n"

@@ -19,6 +19,18 @@ def _kinds() -> dict[str, type[Target]]:
     return {AppriseTarget.kind: AppriseTarget}
 
 
+def target_problems(section: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(JSON pointer in the section, message) for each target part its kind could not use (config check)."""
+    if not section.get("targets"):
+        return []
+    kinds, out = _kinds(), []
+    for name, spec in section["targets"].items():
+        kind = kinds.get(spec.get("kind"))  # the schema refuses an unknown kind
+        if kind is not None:
+            out += [(f"/targets/{name}{pointer}", message) for pointer, message in kind.spec_problems(spec)]
+    return out
+
+
 def build_targets(section: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Target]:
     """The configured targets, built (URLs parsed, `${VAR}` expanded); NotifyError naming the first bad one."""
     if not section["targets"]:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import apprise
+from apprise.apprise import N_MGR
 
 from engine.notify.base import ENV_REF, Message, NotifyError, Target, expand_env
 
@@ -35,10 +36,24 @@ class AppriseTarget(Target):
             expanded = expand_env(url, environ, where)
             service = apprise.Apprise.instantiate(expanded, asset=asset)
             if not service:
-                raise NotifyError(f"{where}: Apprise cannot use this URL (unknown scheme or missing fields): "
-                                  f"{_masked(url)}")
+                raise NotifyError(f"{where}: {_refused(url)}")
             self._apprise.add(service)
             self._secrets += [s for s in (getattr(service, "password", None), *_env_values(url, environ)) if s]
+
+    @classmethod
+    def spec_problems(cls, spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Each URL built as the engine will build it; one with `${VAR}` in it only has its scheme checked
+        (its values are the engine's environment's, unknown here)."""
+        out = []
+        for index, url in enumerate(spec["urls"]):
+            if ENV_REF.search(url):
+                scheme, sep, _ = url.partition("://")
+                usable = not sep or ENV_REF.search(scheme) or scheme.lower() in N_MGR
+            else:
+                usable = bool(apprise.Apprise.instantiate(url))
+            if not usable:
+                out.append((f"/urls/{index}", _refused(url)))
+        return out
 
     def describe(self) -> list[str]:
         return [service.url(privacy=True) for service in self._apprise]
@@ -68,6 +83,10 @@ class AppriseTarget(Target):
 def _env_values(url: str, environ: Mapping[str, str]) -> list[str]:
     """The values `${NAME}` brought into `url`: secrets by construction, never shown."""
     return [environ[name] for name in ENV_REF.findall(url) if name in environ]
+
+
+def _refused(url: str) -> str:
+    return f"Apprise cannot use this URL (unknown scheme or missing fields): {_masked(url)}"
 
 
 def _masked(url: str) -> str:

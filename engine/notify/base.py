@@ -41,6 +41,12 @@ class Target(ABC):
     def __init__(self, name: str, spec: Mapping[str, Any], environ: Mapping[str, str]) -> None:
         self.name = name
 
+    @classmethod
+    def spec_problems(cls, spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(JSON pointer in the target's spec, message) for each part this kind could not use, found without
+        the environment (config check runs where the secrets are not): what the constructor would refuse."""
+        return []
+
     @abstractmethod
     def deliver(self, message: Message, timeout_s: float) -> None:
         """Send `message` now, blocking for at most about `timeout_s`; NotifyError when it did not arrive."""

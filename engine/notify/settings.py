@@ -10,6 +10,7 @@ import orjson
 
 from engine.durations import parse_duration
 from engine.events import SEVERITIES
+from engine.notify import target_problems
 from engine.notify.base import NotifyError
 from engine.playbooks.templates import TemplateError, parse_template, render, resolve
 
@@ -65,12 +66,21 @@ class Settings:
         return min(self.max_delay_s, self.backoff_s * 2 ** (attempt - 1))
 
 
+MIN_TIMEOUT_S = 1.0  # a shorter one fails every delivery (0 would be taken as "no timeout")
+
+
 def config_problems(section: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(JSON pointer, message) for each template that does not parse (the schema cannot say)."""
+    """(JSON pointer, message) for what the schema cannot say: a template that does not parse, a target
+    URL its kind cannot use, a timeout too short."""
+    out = target_problems(section)
+    try:
+        if parse_duration(section["timeout"]) < MIN_TIMEOUT_S:
+            out.append(("/timeout", f"must be at least {MIN_TIMEOUT_S:g}s"))
+    except (KeyError, ValueError):
+        pass  # the schema reports a malformed duration
     places = [("/title", section.get("title")), ("/body", section.get("body"))]
     for name, spec in (section.get("targets") or {}).items():
         places += [(f"/targets/{name}/title", spec.get("title")), (f"/targets/{name}/body", spec.get("body"))]
-    out = []
     for pointer, text in places:
         if isinstance(text, str):
             try:
