@@ -253,8 +253,10 @@ class Scheduler:
     async def parked(self, run_id: str) -> AsyncIterator[None]:
         """While the body runs, running `run_id` holds no slot (another run may start in it); after it,
         the run queues at its own priority (keeping its first queue time for aging) to take a slot
-        before it goes on. When the body raises (the run is cancelled), the run goes on at once, to roll
-        back. A run this scheduler did not start (tests) just runs the body."""
+        before it goes on. When the body raises (the run is cancelled), the run still waits for a slot to
+        roll back in, at the head of its class: a parked run never takes a slot that is not free. At
+        shutdown it takes none (nothing starts any more). A run this scheduler did not start (tests) just
+        runs the body."""
         entry = self._running.pop(run_id, None)
         if entry is None:
             yield
@@ -264,21 +266,33 @@ class Scheduler:
         try:
             yield
         except BaseException:
-            self._unpark(run_id)
+            await self._take_slot(entry[0], first=True)
             raise
-        job = entry[0]
+        await self._take_slot(entry[0])
+
+    async def _take_slot(self, job: Job, first: bool = False) -> None:
+        """Queue parked `job` (at the head of its class when `first`: it was cancelled and must roll back)
+        and wait until `_pump` gives it a slot. A run answered and then cancelled while it queues goes on
+        queueing, to roll back in a slot; a further cancellation, or the engine stopping, takes it out of
+        the queue without one (nothing else starts then)."""
         wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._classes[RANK[job.priority]]
         job.extra["wake"] = wake
         job.seq = next(self._seq)
-        self._classes[RANK[job.priority]].append(job)
+        queue.appendleft(job) if first else queue.append(job)
         self._pump()
-        try:
-            await wake
-        except BaseException:
+        patience, cancelled = (0 if first else 1), 0
+        while not wake.done() and not self.stopping and cancelled <= patience:
+            try:
+                await asyncio.shield(wake)
+            except asyncio.CancelledError:
+                cancelled += 1
+        if not wake.done():
             if job.extra.pop("wake", None) is not None:
-                _remove(self._classes[RANK[job.priority]], job)
-            self._unpark(run_id)
-            raise
+                _remove(queue, job)
+            self._unpark(job.run_id)
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _unpark(self, run_id: str) -> None:
         entry = self._parked.pop(run_id, None)
