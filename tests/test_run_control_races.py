@@ -88,3 +88,34 @@ def test_an_approval_answers_200_only_after_the_run_recorded_it(data_dir, tmp_pa
         await engine.scheduler.wait_idle()
 
     asyncio.run(scenario())
+
+
+def test_a_cancel_while_the_run_ends_is_refused_as_finished(data_dir, monkeypatch):
+    from reactor_harness import pb
+
+    from engine.reactor import runner
+
+    ending, go_on = asyncio.Event(), asyncio.Event()
+    settle = runner._Run.settle
+
+    async def slow_settle(self: Any) -> None:  # the run has ended; its last journal lines are being written
+        ending.set()
+        await go_on.wait()
+        await settle(self)
+
+    monkeypatch.setattr(runner._Run, "settle", slow_settle)
+    note = pb({"id": "note", "steps": [{"id": "note", "action": "emit", "with": {"type": "ops.noted"}}]})
+
+    async def scenario() -> None:
+        engine = Engine(data_dir, [note])
+        run_id = await engine.offer("note")
+        await ending.wait()
+        assert engine.scheduler.started(run_id)
+        status, body = await engine.controls.cancel(run_id, "bob", None)
+        assert status == 409 and "has finished" in body["error"], body
+        go_on.set()
+        await engine.scheduler.wait_idle()
+        assert engine.h.reactor.store.get(run_id).status == "succeeded"
+        assert "reactor.cancelled" not in engine.h.types()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))

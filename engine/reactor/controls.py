@@ -42,7 +42,7 @@ class RunControls:
         if run_id in self.reactor.active or self.scheduler.started(run_id):
             asked = self.reactor.cancel(run_id, by, reason)
             if asked != "cancelling":
-                why = "is already being cancelled" if asked == "already" else "has done its steps and is ending"
+                why = "is already being cancelled" if asked == "already" else "has finished (it is ending)"
                 return 409, {"error": f"run {run_id} {why}", **said}
             try:
                 status = await asyncio.wait_for(asyncio.shield(self.reactor.ended(run_id)), self.end_wait_s)

@@ -102,6 +102,7 @@ class _Run:
         self.steps_task: asyncio.Future[str | None] | None = None
         self.approvals: dict[str, dict[str, Any]] = {}  # approve steps already asking (from the journal)
         self.awaiting: Waiting | None = None  # set while an approve step waits, until it goes on
+        self.over = False  # its outcome is decided (steps over, failing or ending): too late to cancel
 
     # -- templates --------------------------------------------------------------------------------
     def lookup(self, path: str) -> Any:
@@ -252,7 +253,7 @@ class _Run:
         """`cancelling`, or why not: `already` (being cancelled), `finishing` (its steps are over)."""
         if self.cancel is not None:
             return "already"
-        if self.steps_task is not None and self.steps_task.done():
+        if self.over or (self.steps_task is not None and self.steps_task.done()):
             return "finishing"
         self.cancel = (by, reason)
         if self.steps_task is not None:
@@ -378,6 +379,7 @@ class Reactor:
             status = await self._run(job)
             return status
         finally:
+            self.active.pop(job.run_id, None)
             self._ends.pop(job.run_id, None)
             self._cancels.pop(job.run_id, None)
             if not ended.done():
@@ -426,7 +428,7 @@ class Reactor:
             await self._outcome(job, "error")
             return run.record.status
         finally:
-            self.active.pop(job.run_id, None)
+            run.over = True  # still `active` (until `run` returns): a cancel now hears it has finished
             await run.settle()
             journal.close()
 
@@ -450,6 +452,7 @@ class Reactor:
                 return await self._cancelled(run)
             run.steps_task = asyncio.ensure_future(run.steps(done, resume))
             failed = await run.steps_task
+            run.over = True
         except asyncio.CancelledError:
             current = asyncio.current_task()
             stopping = current is not None and current.cancelling() > 0  # the engine, not just our steps
@@ -490,6 +493,7 @@ class Reactor:
         return paths
 
     async def _fail(self, run: _Run, status: str, reason: str, failed_step: str | None = None) -> str:
+        run.over = True
         run.record.status = status
         run.record.error = reason
         data: dict[str, Any] = {"reason": reason, "status": status}  # failed, timeout, cancelled, error
