@@ -4,8 +4,10 @@ advanced by hand, never slept through."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.policy
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -49,7 +51,8 @@ class HttpSink:
         if self.down:
             return web.Response(status=503, text="down for maintenance")
         await asyncio.sleep(self.delay_s)
-        self.posts.append({"path": request.path, **await request.json()})
+        self.posts.append({"path": request.rel_url.raw_path, "auth": request.headers.get("Authorization"),
+                           **await request.json()})
         return web.Response(text="ok")
 
     async def __aenter__(self) -> HttpSink:
@@ -463,6 +466,25 @@ def test_secrets_in_urls_come_from_the_environment_and_are_never_shown(tmp_path:
         await notifier.close()
 
     asyncio.run(main())
+
+
+def test_secrets_with_url_characters_are_quoted_and_masked_in_apprise_logs(tmp_path: Path, monkeypatch: Any,
+                                                                           caplog: Any) -> None:
+    monkeypatch.setenv("AIOS_TEST_PW", "pa/ss@wo:rd-s3cret")
+    monkeypatch.setenv("AIOS_TEST_TOKEN", "tok-s3cret/x")
+    caplog.set_level(logging.DEBUG, logger="apprise")
+
+    async def body(notifier: Notifier, clock: Clock, rec: Recorder, http: HttpSink, smtp: SmtpSink) -> None:
+        assert "s3cret" not in str(notifier.targets["hook"].describe())
+        notifier.observe(problem_event("opened", "pr-1", "e1"))
+        await notifier.pump()
+        assert len(http.posts) == 1 and http.posts[0]["path"] == "/hook/tok-s3cret%2Fx"
+        assert base64.b64decode(http.posts[0]["auth"].split()[1]).decode() == "aios:pa/ss@wo:rd-s3cret"
+        assert "s3cret" not in caplog.text and "****" in caplog.text
+
+    scenario(body, tmp_path, lambda http, smtp: {"hook": {
+        "urls": [f"json://aios:${{AIOS_TEST_PW}}@127.0.0.1:{http.port}/hook/${{AIOS_TEST_TOKEN}}"]}},
+        group_window="0s")
 
 
 def test_a_notify_step_is_stored_and_delivered_at_once(tmp_path: Path) -> None:

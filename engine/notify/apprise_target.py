@@ -10,8 +10,10 @@ A delivery counts as done only when every URL accepted it: a partial success is 
 so a service that did receive it may see it twice, never none)."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import apprise
 from apprise.apprise import N_MGR
@@ -21,6 +23,25 @@ from engine.notify.base import ENV_REF, Message, NotifyError, Target, expand_env
 _TYPES = {"info": apprise.NotifyType.INFO, "success": apprise.NotifyType.SUCCESS,
           "warning": apprise.NotifyType.WARNING, "failure": apprise.NotifyType.FAILURE}
 ERROR_CHARS = 500  # of the services' own words kept in a failure
+
+
+class _Scrub(logging.Filter):
+    """On Apprise's logger: every value a `${NAME}` brought into a URL is masked out of Apprise's own
+    records (it logs URLs and payloads at debug, and the words kept in a failure come from there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = _masking(record.getMessage(), self.secrets)
+            record.msg, record.args = text, None
+        return True
+
+
+_SCRUB = _Scrub()
+logging.getLogger("apprise").addFilter(_SCRUB)
 
 
 class AppriseTarget(Target):
@@ -33,12 +54,13 @@ class AppriseTarget(Target):
         self._secrets: list[str] = []
         for index, url in enumerate(spec["urls"]):
             where = f"notifications.targets.{name}.urls[{index}]"
-            expanded = expand_env(url, environ, where)
+            expanded, values = expand_env(url, environ, where), _env_values(url, environ)
+            _SCRUB.secrets.update(values)  # before Apprise logs the URL it loads
             service = apprise.Apprise.instantiate(expanded, asset=asset)
             if not service:
                 raise NotifyError(f"{where}: {_refused(url)}")
             self._apprise.add(service)
-            self._secrets += [s for s in (getattr(service, "password", None), *_env_values(url, environ)) if s]
+            self._secrets += [s for s in (getattr(service, "password", None), *values) if s]
 
     @classmethod
     def spec_problems(cls, spec: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -56,7 +78,7 @@ class AppriseTarget(Target):
         return out
 
     def describe(self) -> list[str]:
-        return [service.url(privacy=True) for service in self._apprise]
+        return [self._scrub(service.url(privacy=True)) for service in self._apprise]
 
     def deliver(self, message: Message, timeout_s: float) -> None:
         for service in self._apprise:
@@ -75,14 +97,19 @@ class AppriseTarget(Target):
         raise NotifyError(self._scrub(words)[:ERROR_CHARS])
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "****")
-        return text
+        return _masking(text, self._secrets)
+
+
+def _masking(text: str, secrets: set[str] | list[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):  # a longer secret first: none is left half shown
+        text = text.replace(secret, "****")
+    return text
 
 
 def _env_values(url: str, environ: Mapping[str, str]) -> list[str]:
-    """The values `${NAME}` brought into `url`: secrets by construction, never shown."""
-    return [environ[name] for name in ENV_REF.findall(url) if name in environ]
+    """The values `${NAME}` brought into `url`, as they are and URL-quoted: secrets by construction."""
+    values = [environ[name] for name in ENV_REF.findall(url) if environ.get(name)]
+    return values + [quoted for quoted in (quote(v, safe="") for v in values) if quoted not in values]
 
 
 def _refused(url: str) -> str:

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 LEVELS = ("info", "success", "warning", "failure")  # how a service may colour a message
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -56,16 +57,28 @@ class Target(ABC):
         """Where it sends, with passwords and tokens masked: what logs and events may show."""
 
 
-def expand_env(text: str, environ: Mapping[str, str], where: str) -> str:
-    """`text` with each `${NAME}` replaced from `environ` (secrets stay out of aios.yaml); NotifyError
-    naming the variable and `where` when one is unset."""
+def expand_env(url: str, environ: Mapping[str, str], where: str) -> str:
+    """`url` with each `${NAME}` replaced from `environ` (secrets stay out of aios.yaml); NotifyError
+    naming the variable and `where` when one is unset. A value in a credential position (the user and
+    password before `@`, a path segment, a query value) is URL-quoted: a password with `/` or `@` in it
+    must not change where the URL points. A whole URL, a scheme or a host is put in as it is."""
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in environ:
             raise NotifyError(f"{where}: the environment variable {name} is not set")
-        return environ[name]
+        return quote(environ[name], safe="") if _credential(url, match) else environ[name]
 
-    return ENV_REF.sub(value, text)
+    return ENV_REF.sub(value, url)
+
+
+def _credential(url: str, match: re.Match[str]) -> bool:
+    scheme, sep, before = url[:match.start()].partition("://")
+    if not sep or match.span() == (0, len(url)):
+        return False
+    if re.search(r"[/?#]", before):
+        return True  # a path segment or a query value
+    authority_rest = re.split(r"[/?#]", url[match.end():], maxsplit=1)[0]
+    return "@" in authority_rest  # the user or password, not the host
 
 
 def cut(text: str, limit: int) -> str:
