@@ -119,3 +119,27 @@ def test_a_cancel_while_the_run_ends_is_refused_as_finished(data_dir, monkeypatc
         assert "reactor.cancelled" not in engine.h.types()
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_rerun_of_a_run_whose_journal_start_is_damaged_is_422(data_dir):
+    from reactor_harness import pb
+
+    note = pb({"id": "note", "steps": [{"id": "note", "action": "emit", "with": {"type": "ops.noted"}}]})
+
+    async def scenario() -> list[tuple[int, str]]:
+        engine = Engine(data_dir, [note])
+        run_id = await engine.offer("note")
+        await engine.scheduler.wait_idle()
+        journal = engine.h.reactor.runs_dir / run_id / "journal.jsonl"
+        lines = journal.read_bytes().splitlines()
+        start = orjson.loads(lines[0])
+        answers = []
+        for damage in ({"event": None}, {"event": "text"}, {"priority": "P9"}, {"priority": None}):
+            broken = {k: v for k, v in {**start, **damage}.items() if v is not None}
+            journal.write_bytes(b"\n".join([orjson.dumps(broken), *lines[1:]]) + b"\n")
+            status, body = await engine.controls.rerun(run_id, "bob")
+            answers.append((status, body["error"]))
+        return answers
+
+    for status, error in asyncio.run(scenario()):
+        assert status == 422 and "damaged" in error, error

@@ -13,7 +13,7 @@ from typing import Any
 from engine.admission.dispatch import Dispatcher
 from engine.admission.scheduler import ACCEPTED, Job, Scheduler
 from engine.playbooks.matcher import key_text
-from engine.playbooks.model import Playbook
+from engine.playbooks.model import PRIORITIES, Playbook
 from engine.reactor.journal import start_entry
 from engine.reactor.records import RecordError, RunRecord
 from engine.reactor.runner import Emit, Reactor
@@ -96,7 +96,11 @@ class RunControls:
         playbook = self.playbook(found.playbook)
         if playbook is None:
             return 409, {"error": f"playbook {found.playbook} of run {run_id} is not loaded now"}
-        event, priority = start["event"], start["priority"]
+        event, priority = start.get("event"), start.get("priority")
+        if not isinstance(event, dict) or priority not in PRIORITIES:
+            what = "no cause event (`event` object)" if not isinstance(event, dict) else \
+                f"no priority P0-P3 (`priority` is {str(priority)[:20]!r})"
+            return 422, {"error": f"the journal of run {run_id} is damaged: its start line has {what}"}
         key = (playbook.id, key_text(playbook, event))
         why = f"manual re-run of {run_id} by {by}"
         job = Job(playbook, event, priority, key, extra={"redecision": why, "rerun_of": run_id, "by": by})
