@@ -143,3 +143,10 @@ def test_rerun_of_a_run_whose_journal_start_is_damaged_is_422(data_dir):
 
     for status, error in asyncio.run(scenario()):
         assert status == 422 and "damaged" in error, error
+
+
+def test_the_control_waits_end_well_before_the_cli_gives_up():
+    from engine.cli.client import TIMEOUT_S
+    from engine.reactor.controls import ANSWER_WAIT_S, END_WAIT_S
+
+    assert END_WAIT_S <= TIMEOUT_S - 10 and ANSWER_WAIT_S <= TIMEOUT_S - 10  # so the CLI gets the 202

@@ -19,7 +19,8 @@ from engine.reactor.records import RecordError, RunRecord
 from engine.reactor.runner import Emit, Reactor
 
 Answer = tuple[int, dict[str, Any]]
-END_WAIT_S = 30.0  # how long `cancel` waits for the killed run to finish rolling back before answering 202
+END_WAIT_S = 20.0  # how long `cancel` waits for the run to finish rolling back before answering 202: well
+# under the CLI client's timeout (engine/cli/client.py TIMEOUT_S), so the CLI hears the 202
 ANSWER_WAIT_S = 10.0  # how long `approve`/`deny` wait for the run to record the answer before answering 202
 
 
