@@ -79,7 +79,8 @@ def test_a_reload_applies_new_targets_and_refuses_a_url_it_cannot_use(tmp_path: 
     async def body(engine: Engine, http: aiohttp.ClientSession) -> None:
         assert engine.notifier.targets == {}
         config = tmp_path / "aios.yaml"
-        config.write_text(config.read_text() + "notifications:\n  targets:\n    team: {urls: ['json://127.0.0.1:9/x']}\n")
+        config.write_text(config.read_text()
+                          + "notifications:\n  targets:\n    team: {urls: ['json://127.0.0.1:9/x']}\n")
         result = await engine.reload()
         assert result["config"] == "reloaded" and "notifications" not in result["restart_needed_for"]
         assert list(engine.notifier.targets) == ["team"]

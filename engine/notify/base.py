@@ -5,7 +5,7 @@ whatever library sends to them is synchronous, slow and fallible. A target kind 
 one blocking call, `deliver`, that either returns (delivered) or raises `NotifyError` with a message that
 is safe to store. The notifier owns everything else (grouping, retries, the outbox, events, metrics) and
 runs `deliver` in its own threads with a timeout, so no kind can block the event loop or a remediation.
-One file per kind in this folder; `KINDS` in `engine/notify/__init__.py` maps the config's `kind` to it.
+One file per kind in this folder; `_kinds()` in `engine/notify/__init__.py` maps the config's `kind` to it.
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ Emit = Callable[[str, dict[str, Any], dict[str, Any], str], Awaitable[Any]]
 PROBLEM_EVENTS = {"problem.opened": "opened", "problem.escalated": "escalated", "problem.resolved": "resolved"}
 REQUESTED = "notification.requested"  # what a `notify` step stores; the notifier delivers it
 RANK = {"opened": 0, "notify": 1, "escalated": 2, "resolved": 3}  # a message's headline: its highest entry
-LEVELS = {"opened": "warning", "escalated": "failure", "resolved": "success"}
+WHAT_LEVEL = {"opened": "warning", "escalated": "failure", "resolved": "success"}  # a problem entry's Message level
 MAX_ENTRIES = 20  # entries listed in one message; the rest are counted in its last line
 WORKERS = 4  # deliveries at once (threads)
 GRACE_S = 2.0  # past the target's own timeout, the notifier stops waiting for its thread
@@ -111,6 +111,7 @@ class Notifier:
                  on_outcome: Callable[[str, str], None] = lambda target, outcome: None) -> None:
         self.settings = settings
         self.targets = dict(targets)
+        self._announce()
         self._emit = emit
         self._clock = clock
         self._problem = problem  # the book's view of a problem (its cause, status…) for templates
@@ -137,7 +138,14 @@ class Notifier:
         a target that is gone fail at their next try (recorded)."""
         settings, targets = Settings.from_config(section), build_targets(section)
         self.settings, self.targets = settings, targets
+        self._announce()
         self._wake.set()
+
+    def _announce(self) -> None:
+        """Log where messages go (secrets masked): what an operator checks first when none arrive."""
+        if self.targets:
+            log.info("notification targets", extra={"targets": {name: target.describe()
+                                                                for name, target in self.targets.items()}})
 
     # -- the event stream ------------------------------------------------------------------------
     def observe(self, event: dict[str, Any]) -> None:
@@ -176,7 +184,7 @@ class Notifier:
                 continue
             target_context = {**context, "target": name}
             entry = {"what": what, "title": cut(fill(route.title, target_context), TITLE_BYTES),
-                     "line": cut(fill(route.body, target_context), LINE_BYTES), "level": LEVELS[what],
+                     "line": cut(fill(route.body, target_context), LINE_BYTES), "level": WHAT_LEVEL[what],
                      "event": event["id"]}
             self._file(name, problem_id, problem_id, entry, event, now=resolved, capped=not resolved)
             if resolved:  # after filing: a resolution is never dropped (it passes the cap), so never lost
@@ -372,11 +380,6 @@ class Notifier:
         await asyncio.gather(*self._flying.values(), return_exceptions=True)
         self._dirty = True
         await self._save(force=True)
-
-    def stats(self) -> dict[str, Any]:
-        return {"targets": {name: target.describe() for name, target in self.targets.items()},
-                "pending": len(self.pending), "gathering": len(self._gathering), "dropped": self.dropped}
-
 
 def _in_daemon_thread(call: Callable[..., None], *args: Any) -> asyncio.Future[None]:
     """`call(*args)` in a new daemon thread, its outcome as a future of the running loop. Not a
