@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,49 @@ def test_the_control_waits_end_well_before_the_cli_gives_up():
     from engine.reactor.controls import ANSWER_WAIT_S, END_WAIT_S
 
     assert END_WAIT_S <= TIMEOUT_S - 10 and ANSWER_WAIT_S <= TIMEOUT_S - 10  # so the CLI gets the 202
+
+
+def _logged(caplog: Any, msg: str) -> list[Any]:
+    return [r for r in caplog.records if r.name == "aios.reactor" and r.getMessage() == msg]
+
+
+def test_approvals_queued_cancels_and_refusals_reach_the_engine_log(data_dir, tmp_path, caplog):
+    conf = tmp_path / "agent.conf"
+    conf.write_text("old\n")
+    caplog.set_level(logging.INFO, logger="aios.reactor")
+
+    async def scenario() -> None:
+        engine = Engine(data_dir, [_approval_playbook(conf)])
+        run_id = await engine.offer("guarded")
+        await engine.until("reactor.approval_requested", run_id)
+        assert (await engine.controls.answer(run_id, False, "alice", "not now"))[0] == 200
+        await engine.scheduler.wait_idle()
+        assert (await engine.controls.answer(run_id, True, "bob", None))[0] == 409
+        engine.scheduler.max_concurrent = 0  # nothing starts: the next run stays queued
+        queued = await engine.offer("guarded", {**EVENT, "agent": "analyst"})
+        assert (await engine.controls.cancel(queued, "carol", "wrong agent"))[0] == 200
+
+    asyncio.run(scenario())
+    asked, = _logged(caplog, "approval requested")
+    assert asked.step == "ask" and asked.question == "Restart coder?"
+    denied, = _logged(caplog, "run denied")
+    assert (denied.by, denied.reason, denied.step) == ("alice", "not now", "ask")
+    refused, = _logged(caplog, "run control refused")
+    assert (refused.control, refused.by, refused.status) == ("approve", "bob", 409) and "finished" in refused.reason
+    cancelled = [r for r in _logged(caplog, "run cancelled") if getattr(r, "queued", False)]
+    assert [(r.by, r.reason) for r in cancelled] == [("carol", "wrong agent")]
+
+
+def test_a_failing_approval_timer_is_logged_counted_and_named_in_the_denial(data_dir, tmp_path, caplog):
+    conf = tmp_path / "agent.conf"
+    conf.write_text("old\n")
+
+    async def broken(seconds: float) -> None:
+        raise RuntimeError("the clock broke")
+
+    h = Harness(data_dir, [_approval_playbook(conf)], sleep=broken, clock=Clock())
+    assert asyncio.run(h.run("guarded", EVENT)) == "rolled_back"
+    denied = next(e for e in h.events if e["type"] == "reactor.denied")["data"]
+    assert denied["by"] == "engine" and "the approval timer failed (RuntimeError: the clock broke)" in denied["reason"]
+    assert h.reactor.room.timer_failures == 1 and len(_logged(caplog, "approval timer failed")) == 1
+    assert "timer failed" in h.reactor.store.get("01RUN0000000000000000000001").error

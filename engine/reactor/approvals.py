@@ -1,19 +1,23 @@
 """Runs waiting for a person: the `approve` steps now asking, and the answers they get.
 
 A waiting run is registered here while it waits (`GET /api/approvals`, the live state's `runs`); an
-answer (`approve`/`deny`) resolves its future, and no answer by `expires_at` is a denial `by: timeout`.
+answer (`approve`/`deny`) resolves its future, and no answer by `expires_at` is a denial `by: timeout`
+(a timer that fails is logged, counted and a denial `by: engine` that says so).
 Time is the reactor's injected clock and sleep, so tests wait for nothing real.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.events import format_ts
 
+log = logging.getLogger("aios.reactor")
 TIMEOUT_BY = "timeout"
+TIMER_FAILED_BY = "engine"  # `by` of a denial because the expiry timer itself failed
 
 
 @dataclass(slots=True)
@@ -43,6 +47,7 @@ class WaitingRoom:
 
     def __init__(self) -> None:
         self.waiting: dict[str, Waiting] = {}
+        self.timer_failures = 0  # expiry timers that raised (each such run is denied, saying why)
 
     def answer(self, run_id: str, approved: bool, by: str, reason: str | None) -> asyncio.Future[bool] | None:
         """Give `run_id` its answer: the future the run resolves once the answer is journaled and announced
@@ -66,6 +71,13 @@ class WaitingRoom:
                 del self.waiting[waiting.run_id]
         if waiting.answer.done():
             return waiting.answer.result()
+        failed = timer.exception() if timer.done() and not timer.cancelled() else None
+        if failed is not None:  # the injected sleep or clock broke: say so, never pass it off as an expiry
+            self.timer_failures += 1
+            log.error("approval timer failed", extra={"run_id": waiting.run_id, "playbook": waiting.playbook,
+                                                      "step": waiting.step, "error": repr(failed)})
+            return {"approved": False, "by": TIMER_FAILED_BY,
+                    "reason": f"the approval timer failed ({type(failed).__name__}: {failed})"}
         return {"approved": False, "by": TIMEOUT_BY, "reason": f"no answer by {format_ts(waiting.expires_at)}"}
 
     def get(self, run_id: str) -> Waiting | None:

@@ -1,12 +1,14 @@
 """Run controls: cancel a run, re-run a finished one, answer an `approve` step (issue 15).
 
 Each answer is `(HTTP status, body)`, the API's and the CLI's: 200 done; 202 a cancel still rolling back
-(or an approval not yet recorded) when the wait ends; 404 no such run; 409 a run in the wrong state for it (with the reason); 422 a damaged
-record. Who asked (`by`) goes into every event the control causes.
+(or an approval not yet recorded) when the wait ends; 404 no such run; 409 a run in the wrong state for it
+(with the reason); 422 a damaged record or journal. Who asked (`by`) goes into every event the control
+causes, and each refusal into the engine's log.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +20,7 @@ from engine.reactor.journal import start_entry
 from engine.reactor.records import RecordError, RunRecord
 from engine.reactor.runner import Emit, Reactor
 
+log = logging.getLogger("aios.reactor")
 Answer = tuple[int, dict[str, Any]]
 END_WAIT_S = 20.0  # how long `cancel` waits for the run to finish rolling back before answering 202: well
 # under the CLI client's timeout (engine/cli/client.py TIMEOUT_S), so the CLI hears the 202
@@ -37,6 +40,16 @@ class RunControls:
         self.answer_wait_s = answer_wait_s
 
     async def cancel(self, run_id: str, by: str, reason: str | None) -> Answer:
+        return _logged("cancel", run_id, by, await self._cancel(run_id, by, reason))
+
+    async def answer(self, run_id: str, approved: bool, by: str, reason: str | None) -> Answer:
+        """Approve or deny the approve step `run_id` waits at (`reactor.approved` / `reactor.denied`)."""
+        return _logged("approve" if approved else "deny", run_id, by, await self._answer(run_id, approved, by, reason))
+
+    async def rerun(self, run_id: str, by: str) -> Answer:
+        return _logged("rerun", run_id, by, await self._rerun(run_id, by))
+
+    async def _cancel(self, run_id: str, by: str, reason: str | None) -> Answer:
         """A running run: its steps' process trees killed, files restored, rollback steps run, `reactor.cancelled`,
         status `cancelled`. A queued one: out of the queue (`scheduler.decision` `dropped`), `reactor.cancelled`."""
         said = {"run_id": run_id, "by": by, "reason": reason}
@@ -56,12 +69,14 @@ class RunControls:
         await self.emit("reactor.cancelled", {"run_id": run_id, "playbook": job.playbook.id,
                                               "cause": job.event.get("id"), "agent": job.event.get("agent"),
                                               "by": by, "reason": reason, "queued": True}, job.event, "warning")
+        log.warning("run cancelled", extra={"run_id": run_id, "playbook": job.playbook.id,
+                                            "cause": job.event.get("id"), "agent": job.event.get("agent"),
+                                            "by": by, "reason": reason, "queued": True})
         if "resume" in job.extra:  # a run recovered after a restart, not yet going again: it must be closed
             await self.reactor.abandon(job, f"cancelled by {by} before it resumed")
         return 200, {**said, "status": "cancelled", "was": "queued"}
 
-    async def answer(self, run_id: str, approved: bool, by: str, reason: str | None) -> Answer:
-        """Approve or deny the approve step `run_id` waits at (`reactor.approved` / `reactor.denied`)."""
+    async def _answer(self, run_id: str, approved: bool, by: str, reason: str | None) -> Answer:
         said = {"run_id": run_id, "answer": "approved" if approved else "denied", "by": by, "reason": reason}
         run = self.reactor.active.get(run_id)
         if run is not None and run.cancel is not None:
@@ -82,7 +97,7 @@ class RunControls:
         """The runs waiting for an answer, the one expiring first first."""
         return self.reactor.room.view()
 
-    async def rerun(self, run_id: str, by: str) -> Answer:
+    async def _rerun(self, run_id: str, by: str) -> Answer:
         """A new run of the same playbook (as loaded now) for the same cause event, at the same priority,
         through the loop guard, the breaker, the budget and the scheduler like any decision; its
         `scheduler.decision` says `redecision: manual re-run of RUN by WHO`, `rerun_of` and `by`."""
@@ -136,3 +151,12 @@ class RunControls:
         return 409, {"error": f"cannot {verb} run {run_id}: it is not going in this engine (the engine that ran "
                               "it stopped; it is closed or resumed at the next start)", "status": record.status}
 
+
+
+def _logged(control: str, run_id: str, by: str, answer: Answer) -> Answer:
+    """`answer`, with a refusal also in the engine's log (who asked what, and why not)."""
+    status, body = answer
+    if status >= 400:
+        log.warning("run control refused", extra={"run_id": run_id[:80], "control": control, "by": by,
+                                                  "status": status, "reason": body.get("error")})
+    return answer

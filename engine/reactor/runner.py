@@ -227,6 +227,8 @@ class _Run:
         if prior is None:
             await self.emit("reactor.approval_requested", {"agent": agent, "step": step_id, "message": message,
                                                            "expires_at": format_ts(expires)})
+            log.info("approval requested", extra={**self.log_fields(), "step": step_id, "question": message,
+                                                  "expires_at": format_ts(expires)})
         self.awaiting = Waiting(self.job.run_id, self.pb.id, agent, self.job.event.get("id"), step_id, message,
                                 requested, expires)
         park = deps.park(self.job.run_id) if deps.park is not None else contextlib.nullcontext()
@@ -239,6 +241,8 @@ class _Run:
                 await self.emit("reactor.approved" if approved else "reactor.denied",
                                 {"agent": agent, "step": step_id, "by": answer["by"], "reason": answer["reason"]},
                                 "info" if approved else "warning")
+                log.log(logging.INFO if approved else logging.WARNING, "run approved" if approved else "run denied",
+                        extra={**self.log_fields(), "step": step_id, "by": answer["by"], "reason": answer["reason"]})
                 self.record.approval.update(status="approved" if approved else "denied", by=answer["by"],
                                             reason=answer["reason"], answered_at=format_ts(deps.clock()))
                 await self.save()
@@ -287,6 +291,11 @@ class _Run:
             self.record.snapshot = self.snapshot.info()
 
     # -- events -----------------------------------------------------------------------------------
+    def log_fields(self) -> dict[str, Any]:
+        """What every log line about this run names (the JSON log's fields)."""
+        return {"run_id": self.job.run_id, "playbook": self.pb.id, "cause": self.job.event.get("id"),
+                "agent": self.job.event.get("agent")}
+
     async def emit(self, type_: str, data: dict[str, Any], severity: str = "info") -> dict[str, Any]:
         payload = {"run_id": self.job.run_id, "playbook": self.pb.id, "cause": self.job.event.get("id"), **data}
         return await self.deps.emit(type_, payload, self.job.event, severity)
