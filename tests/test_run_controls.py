@@ -124,6 +124,11 @@ def test_cancel_refuses_unknown_runs_and_bad_bodies_with_json(tmp_path):
             assert (status, answer["pointer"]) == (400, pointer), sent
         async with http.post("/api/runs/x/cancel", data=b"{nope", headers={"Content-Type": "application/json"}) as r:
             assert r.status == 400 and (await r.json())["pointer"] == ""
+        for verb in ("cancel", "rerun", "approve", "deny"):  # a run id that is none: 400, echoed only in part
+            status, answer = await _post(http, f"/api/runs/{'A' * 5000}/{verb}")
+            assert (status, answer["pointer"]) == (400, "/run_id") and len(answer["error"]) < 200, verb
+            status, answer = await _post(http, f"/api/runs/a..b/{verb}")
+            assert status == 400 and "'a..b'" in answer["error"], verb
 
     run_engine(tmp_path, body)
 

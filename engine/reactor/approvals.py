@@ -80,9 +80,6 @@ class WaitingRoom:
                     "reason": f"the approval timer failed ({type(failed).__name__}: {failed})"}
         return {"approved": False, "by": TIMEOUT_BY, "reason": f"no answer by {format_ts(waiting.expires_at)}"}
 
-    def get(self, run_id: str) -> Waiting | None:
-        return self.waiting.get(run_id)
-
     def view(self) -> list[dict[str, Any]]:
         """The waiting runs, the one expiring first first."""
         return [w.view() for w in sorted(self.waiting.values(), key=lambda w: w.expires_at)]

@@ -1,7 +1,8 @@
 """Run controls over HTTP: cancel, re-run, approve and deny a run; the runs waiting for an approval.
 
 `POST /api/runs/{id}/cancel|rerun|approve|deny` take an optional JSON object body (`{"reason": "..."}`;
-`rerun` takes no field); a body that is not one is 400 with the JSON pointer of what is wrong. Who asked
+`rerun` takes no field); a body that is not one, or a path whose run id is no run id, is 400 with the
+JSON pointer of what is wrong (`/run_id` for the path). Who asked
 comes from `actor(request)` and goes into the events. The answers are `RunControls`' (200, 202, 404, 409).
 """
 from __future__ import annotations
@@ -11,10 +12,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from engine.reactor.snapshot import valid_run_id
 from engine.service.actor import actor
 from engine.service.api import ENGINE, _read_body, error, json_response
 
 MAX_REASON = 1000
+SHOWN_ID = 40  # characters of a bad run id echoed back
 
 
 async def _fields(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any] | web.Response:
@@ -41,33 +44,46 @@ async def _fields(request: web.Request, allowed: tuple[str, ...]) -> dict[str, A
     return fields
 
 
+async def _asked(request: web.Request, allowed: tuple[str, ...]) -> tuple[str, dict[str, Any]] | web.Response:
+    """The path's run id and the body's fields, or the refusal. A bad run id is echoed only in part: ids name
+    directories, so only plain names pass."""
+    run_id = request.match_info["run_id"]
+    if not valid_run_id(run_id):
+        shown = repr(run_id[:SHOWN_ID]) + ("…" if len(run_id) > SHOWN_ID else "")
+        return error(400, f"not a run id: {shown} (letters, digits, `_` and `-`, at most 64)", pointer="/run_id")
+    fields = await _fields(request, allowed)
+    return fields if isinstance(fields, web.Response) else (run_id, fields)
+
+
 def _escape(name: str) -> str:
     return name.replace("~", "~0").replace("/", "~1")
 
 
 async def post_cancel(request: web.Request) -> web.Response:
-    fields = await _fields(request, ("reason",))
-    if isinstance(fields, web.Response):
-        return fields
-    status, body = await request.app[ENGINE].run_controls.cancel(request.match_info["run_id"], actor(request),
-                                                                 fields.get("reason"))
+    asked = await _asked(request, ("reason",))
+    if isinstance(asked, web.Response):
+        return asked
+    run_id, fields = asked
+    status, body = await request.app[ENGINE].run_controls.cancel(run_id, actor(request), fields.get("reason"))
     return json_response(body, status)
 
 
 async def post_rerun(request: web.Request) -> web.Response:
-    fields = await _fields(request, ())
-    if isinstance(fields, web.Response):
-        return fields
-    status, body = await request.app[ENGINE].run_controls.rerun(request.match_info["run_id"], actor(request))
+    asked = await _asked(request, ())
+    if isinstance(asked, web.Response):
+        return asked
+    run_id, _ = asked
+    status, body = await request.app[ENGINE].run_controls.rerun(run_id, actor(request))
     return json_response(body, status)
 
 
 async def _answer(request: web.Request, approved: bool) -> web.Response:
-    fields = await _fields(request, ("reason",))
-    if isinstance(fields, web.Response):
-        return fields
-    status, body = await request.app[ENGINE].run_controls.answer(request.match_info["run_id"], approved,
-                                                                 actor(request), fields.get("reason"))
+    asked = await _asked(request, ("reason",))
+    if isinstance(asked, web.Response):
+        return asked
+    run_id, fields = asked
+    status, body = await request.app[ENGINE].run_controls.answer(run_id, approved, actor(request),
+                                                                 fields.get("reason"))
     return json_response(body, status)
 
 
