@@ -197,3 +197,84 @@ def test_a_failing_approval_timer_is_logged_counted_and_named_in_the_denial(data
     assert denied["by"] == "engine" and "the approval timer failed (RuntimeError: the clock broke)" in denied["reason"]
     assert h.reactor.room.timer_failures == 1 and len(_logged(caplog, "approval timer failed")) == 1
     assert "timer failed" in h.reactor.store.get("01RUN0000000000000000000001").error
+
+
+def _undoing_playbook(conf: Path) -> Any:
+    from reactor_harness import pb
+
+    return pb({"id": "guarded", "steps": [
+        {"id": "edit", "action": "write_file", "with": {"path": str(conf), "content": "new\n"}},
+        {"id": "ask", "needs": ["edit"], "action": "approve", "with": {"message": "Restart {agent}?"}}],
+        "rollback": [{"id": "undo", "action": "emit", "with": {"type": "ops.undone"}}]})
+
+
+def _crashed_mid_cancel(data_dir: Path, conf: Path, lines: list[dict[str, Any]]) -> None:
+    """A run left waiting at its approve step (as shutdown leaves one), then `lines` appended to its
+    journal by hand: what a SIGKILL in the middle of its cancel leaves."""
+    first = Harness(data_dir, [_undoing_playbook(conf)], sleep=Clock().never, clock=Clock())
+
+    async def until_asked() -> None:
+        task = asyncio.ensure_future(first.run("guarded", EVENT))
+        while "reactor.approval_requested" not in first.types():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(until_asked())
+    assert conf.read_text() == "new\n"
+    with open(data_dir / "runs" / RUN / "journal.jsonl", "ab") as journal:
+        journal.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+
+
+RUN = "01RUN0000000000000000000001"
+CANCEL = {"t": "cancel", "by": "bob", "reason": "wrong agent"}
+
+
+def _recover(data_dir: Path, conf: Path) -> tuple[list[Job], Harness]:
+    second = Harness(data_dir, [_undoing_playbook(conf)], sleep=Clock().never, clock=Clock())
+    return asyncio.run(second.reactor.recover()), second
+
+
+def test_a_crash_mid_cancel_finishes_the_cancel_once_at_the_next_start(data_dir, tmp_path):
+    conf = tmp_path / "agent.conf"
+    conf.write_text("old\n")
+    _crashed_mid_cancel(data_dir, conf, [CANCEL])
+    jobs, second = _recover(data_dir, conf)
+    assert jobs == []  # not offered again: it does not wait for an approval again
+    assert conf.read_text() == "old\n"
+    assert second.types() == ["reactor.failed", "ops.undone", "reactor.rolled_back", "reactor.cancelled"]
+    assert second.events[0]["data"]["status"] == "cancelled" and second.events[0]["data"]["by"] == "bob"
+    assert (second.events[-1]["data"]["by"], second.events[-1]["data"]["reason"]) == ("bob", "wrong agent")
+    record = second.reactor.store.get(RUN)
+    assert record.status == "cancelled" and record.cancelled["by"] == "bob"
+    assert record.approval["status"] == "cancelled" and record.approval["by"] == "bob"
+    assert _recover(data_dir, conf)[1].types() == []  # ended: the next start has nothing to do
+
+
+def test_rollback_steps_done_before_the_crash_are_not_run_again(data_dir, tmp_path):
+    conf = tmp_path / "agent.conf"
+    conf.write_text("old\n")
+    _crashed_mid_cancel(data_dir, conf, [CANCEL, {"t": "step", "step": "undo", "attempt": 1, "started": 1.0},
+                                         {"t": "result", "step": "undo", "attempt": 1, "ok": True}])
+    jobs, second = _recover(data_dir, conf)
+    assert jobs == [] and conf.read_text() == "old\n"
+    assert "ops.undone" not in second.types() and second.types()[-1] == "reactor.cancelled"
+    assert second.reactor.store.get(RUN).status == "cancelled"
+
+
+def test_a_live_cancel_is_journaled_before_it_acts_and_closes_the_approval(data_dir, tmp_path):
+    conf = tmp_path / "agent.conf"
+    conf.write_text("old\n")
+
+    async def scenario() -> Engine:
+        engine = Engine(data_dir, [_approval_playbook(conf)])
+        run_id = await engine.offer("guarded")
+        await engine.until("reactor.approval_requested", run_id)
+        assert (await engine.controls.cancel(run_id, "bob", "no"))[0] == 200
+        return engine
+
+    engine = asyncio.run(scenario())
+    kinds = [e["t"] for e in engine.journal(RUN)]
+    assert kinds.index("cancel") < kinds.index("end")
+    assert [e for e in engine.journal(RUN) if e["t"] == "cancel"] == [{"t": "cancel", "by": "bob", "reason": "no"}]
+    assert engine.h.reactor.store.get(RUN).approval["status"] == "cancelled"

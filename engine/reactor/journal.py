@@ -7,9 +7,11 @@ processes it recorded killed and is rolled back. Entries (`t` is the kind):
 record: recovery finds a step's processes by the marker its `step` line implies),
 `result` (step, attempt, status, exit_code, stdout tail…), `wait` (step, attempt, until),
 `approval` (step, attempt, message, requested_at, expires_at: an `approve` step waits for a person),
-`answer` (step, approved, by, reason), `skip` (step), `end` (status). A run caught waiting for an
-approval is not caught inside a step: nothing of it runs, so the next engine goes on waiting, with the
-same expiry (and takes an answer already given as given).
+`answer` (step, approved, by, reason), `skip` (step), `cancel` (by, reason: written before the cancel
+acts), `end` (status). A run caught waiting for an approval is not caught inside a step: nothing of it
+runs, so the next engine goes on waiting, with the same expiry (and takes an answer already given as
+given). A run with a `cancel` line finishes its cancel at the next start, once: the steps that succeeded
+after the line (rollback steps) are not run again.
 """
 from __future__ import annotations
 
@@ -62,6 +64,8 @@ class JournalState:
     waiting: dict[str, dict[str, Any]]  # steps waiting for a retry: step -> the wait entry
     skipped: set[str]
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)  # approve steps: step -> approval entry
+    cancel: dict[str, Any] | None = None  # the `cancel` entry (by, reason): the run was being cancelled
+    done_since_cancel: set[str] = field(default_factory=set)  # steps that succeeded after the cancel line
 
     @property
     def markers(self) -> list[str]:
@@ -93,6 +97,10 @@ def read_state(path: Path) -> JournalState | None:
             state.in_step.pop(step, None)
             state.approvals.pop(step, None)
             state.results[step] = entry
+            if state.cancel is not None and entry.get("ok"):
+                state.done_since_cancel.add(step)
+        elif kind == "cancel" and state.cancel is None:
+            state.cancel = {"by": entry.get("by"), "reason": entry.get("reason")}
         elif kind == "approval":
             state.in_step.pop(step, None)  # waiting for a person runs nothing
             state.approvals[step] = {**state.approvals.get(step, {}), **entry}

@@ -103,6 +103,7 @@ class _Run:
         self.approvals: dict[str, dict[str, Any]] = {}  # approve steps already asking (from the journal)
         self.awaiting: Waiting | None = None  # set while an approve step waits, until it goes on
         self.over = False  # its outcome is decided (steps over, failing or ending): too late to cancel
+        self.rolled_back: set[str] = set()  # rollback steps already done before a crash (not run again)
 
     # -- templates --------------------------------------------------------------------------------
     def lookup(self, path: str) -> Any:
@@ -259,10 +260,19 @@ class _Run:
             return "already"
         if self.over or (self.steps_task is not None and self.steps_task.done()):
             return "finishing"
-        self.cancel = (by, reason)
+        self.mark_cancel(by, reason)
         if self.steps_task is not None:
             self.steps_task.cancel()  # the actions kill their process trees on the way out
         return "cancelling"
+
+    def mark_cancel(self, by: str, reason: str | None) -> None:
+        """Record the cancel, journaled before anything acts on it (one fsync, on the loop: the journal must
+        say so before the steps are stopped), so a crash mid-cancel is finished as a cancel at the next start."""
+        self.cancel = (by, reason)
+        try:
+            self.journal.write("cancel", by=by, reason=reason)
+        except OSError as exc:  # a full disk must not keep a person from stopping a run
+            log.error("cancel of run %s not journaled: %s", self.job.run_id, exc, extra=self.log_fields())
 
     def _tracked(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
@@ -337,7 +347,8 @@ class _Run:
         if restored:
             self.record.rollbacks.append(RollbackEntry(format_ts(self.deps.clock()), "reactor", False, restored))
         for step in reversed(self.pb.rollback):
-            await self.step(step, rollback=True)
+            if step.id not in self.rolled_back:
+                await self.step(step, rollback=True)
         if restored or self.pb.rollback or (why == "crash_recovery" and self.snapshot is not None):
             self.record.status = "rolled_back"
             roots = self.snapshot.roots if self.snapshot is not None else []
@@ -411,7 +422,9 @@ class Reactor:
                                                     "reason": f"could not start: {exc}"}, job.event, "error")
             return "error"
         run = _Run(self.deps, job, journal, record, self.store, self.room)
-        run.cancel = self._cancels.pop(job.run_id, None)
+        pending = self._cancels.pop(job.run_id, None)
+        if pending is not None:  # asked before the run got going
+            run.mark_cancel(*pending)
         self.active[job.run_id] = run
         try:
             if resumed is None:
@@ -472,7 +485,8 @@ class Reactor:
                 raise
             # Shutdown cancels a run once; finishing the rollback here (not in the background) means the
             # engine closes its store only after the files are restored and the outcome is recorded.
-            run.cancel = run.cancel or (ENGINE, SHUTDOWN_REASON)
+            if run.cancel is None:
+                run.mark_cancel(ENGINE, SHUTDOWN_REASON)
             await self._cancelled(run)
             raise
         if failed is None:
@@ -524,7 +538,10 @@ class Reactor:
         `cancelled` whatever the rollback did, and the breaker does not count it."""
         assert run.cancel is not None
         by, reason = run.cancel
-        run.record.cancelled = {"by": by, "reason": reason, "at": format_ts(self.deps.clock())}
+        now = format_ts(self.deps.clock())
+        run.record.cancelled = {"by": by, "reason": reason, "at": now}
+        if run.record.approval is not None and run.record.approval.get("status") == "waiting":  # closed unanswered
+            run.record.approval.update(status="cancelled", by=by, reason=reason, answered_at=now)
         text = reason if by == ENGINE else f"cancelled by {by}" + (f": {reason}" if reason else "")
         return await self._fail(run, "cancelled", text or SHUTDOWN_REASON)
 
@@ -590,11 +607,14 @@ class Reactor:
         resumed = _Resume.from_state(state, record, self.deps.data_dir)
         failed_before = sorted(step for step, entry in state.results.items()
                                if not entry["ok"] and step not in state.waiting)
-        if not (state.crashed_in_step or playbook is None or failed_before):
+        if not (state.crashed_in_step or playbook is None or failed_before or state.cancel is not None):
             job.extra["resume"] = resumed
             return job
         for marker in state.markers:
             await asyncio.to_thread(proctree.kill_marked, marker)
+        if state.cancel is not None:  # stopped mid-cancel: finish the cancel, once
+            await self._finish_cancel(job, resumed, state)
+            return None
         why = ("the engine stopped inside a step" if state.crashed_in_step else
                "the playbook is gone" if playbook is None else
                f"step {failed_before[0]} had failed; the engine stopped before rolling back")
@@ -613,6 +633,21 @@ class Reactor:
             await run.emit("reactor.failed", {"reason": f"crash_recovery: {why}", "status": "abandoned"}, "error")
             await run.roll_back("crash_recovery")
             return await self._end(run, run.record.status, counted=False)  # the engine died, not the fix
+        finally:
+            await run.settle()
+            journal.close()
+
+    async def _finish_cancel(self, job: Job, resumed: _Resume, state: JournalState) -> str:
+        """A run the engine stopped in the middle of cancelling: as the cancel would have ended it (files
+        restored, the rollback steps not yet done run, `reactor.cancelled`, status `cancelled`)."""
+        assert state.cancel is not None
+        journal = await asyncio.to_thread(Journal, self.runs_dir / job.run_id / "journal.jsonl")
+        run = _Run(self.deps, job, journal, resumed.record, self.store)
+        try:
+            resumed.prime(run)
+            run.cancel = (state.cancel["by"] or ENGINE, state.cancel["reason"])  # journaled already
+            run.rolled_back = {s.id for s in job.playbook.rollback if s.id in state.done_since_cancel}
+            return await self._cancelled(run)
         finally:
             await run.settle()
             journal.close()
