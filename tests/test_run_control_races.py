@@ -278,3 +278,29 @@ def test_a_live_cancel_is_journaled_before_it_acts_and_closes_the_approval(data_
     assert kinds.index("cancel") < kinds.index("end")
     assert [e for e in engine.journal(RUN) if e["t"] == "cancel"] == [{"t": "cancel", "by": "bob", "reason": "no"}]
     assert engine.h.reactor.store.get(RUN).approval["status"] == "cancelled"
+
+
+def test_a_recovered_waiting_run_is_listed_and_answered_while_it_queues_without_a_slot(data_dir, tmp_path):
+    conf = tmp_path / "agent.conf"
+    conf.write_text("old\n")
+    _crashed_mid_cancel(data_dir, conf, [])  # no cancel: just left waiting by a stopped engine
+
+    async def scenario() -> Engine:
+        engine = Engine(data_dir, [_undoing_playbook(conf)], max_concurrent=0)  # every slot busy
+        jobs = await engine.h.reactor.recover()
+        assert [w["run_id"] for w in engine.controls.approvals()] == [RUN]
+        await engine.scheduler.offer(jobs[0])
+        assert engine.scheduler.depth == 1  # queued, not started
+        status, body = await engine.controls.answer(RUN, True, "alice", "go")
+        assert (status, body["answer"]) == (200, "approved"), body
+        assert [e["by"] for e in engine.journal(RUN) if e["t"] == "answer"] == ["alice"]
+        assert engine.controls.approvals() == [] and engine.h.types() == ["reactor.approved"]
+        assert engine.h.reactor.store.get(RUN).approval["status"] == "approved"
+        engine.scheduler.max_concurrent = 1
+        engine.scheduler._pump()  # a slot frees up
+        await engine.scheduler.wait_idle()
+        return engine
+
+    engine = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert engine.h.types() == ["reactor.approved", "reactor.resumed", "reactor.succeeded"]  # not asked again
+    assert engine.h.reactor.store.get(RUN).status == "succeeded" and conf.read_text() == "new\n"

@@ -237,22 +237,27 @@ class _Run:
         try:
             async with park:  # no slot while waiting; one is taken again on the way out
                 answer = await self.room.wait(self.awaiting, deps.clock, deps.sleep)
-                await self.journal.awrite("answer", step=step_id, **answer)
-                approved = answer["approved"]
-                await self.emit("reactor.approved" if approved else "reactor.denied",
-                                {"agent": agent, "step": step_id, "by": answer["by"], "reason": answer["reason"]},
-                                "info" if approved else "warning")
-                log.log(logging.INFO if approved else logging.WARNING, "run approved" if approved else "run denied",
-                        extra={**self.log_fields(), "step": step_id, "by": answer["by"], "reason": answer["reason"]})
-                self.record.approval.update(status="approved" if approved else "denied", by=answer["by"],
-                                            reason=answer["reason"], answered_at=format_ts(deps.clock()))
-                await self.save()
+                await self.record_answer(step_id, answer)
                 recorded.set_result(True)  # the person who answered hears so only now
         finally:
             if not recorded.done():  # cancelled (or failed) before the answer was recorded: it does not count
                 recorded.set_result(False)
         self.awaiting = None
         return {**answer, "expires_at": format_ts(expires)}
+
+    async def record_answer(self, step_id: str, answer: dict[str, Any]) -> None:
+        """Journal, announce, log and record the answer to the approve step `step_id`."""
+        await self.journal.awrite("answer", step=step_id, **answer)
+        approved = answer["approved"]
+        await self.emit("reactor.approved" if approved else "reactor.denied",
+                        {"agent": self.job.event.get("agent"), "step": step_id, "by": answer["by"],
+                         "reason": answer["reason"]}, "info" if approved else "warning")
+        log.log(logging.INFO if approved else logging.WARNING, "run approved" if approved else "run denied",
+                extra={**self.log_fields(), "step": step_id, "by": answer["by"], "reason": answer["reason"]})
+        if self.record.approval is not None:
+            self.record.approval.update(status="approved" if approved else "denied", by=answer["by"],
+                                        reason=answer["reason"], answered_at=format_ts(self.deps.clock()))
+        await self.save()
 
     def request_cancel(self, by: str, reason: str | None) -> str:
         """`cancelling`, or why not: `already` (being cancelled), `finishing` (its steps are over)."""
@@ -368,6 +373,9 @@ class Reactor:
         self.active: dict[str, _Run] = {}
         self._cancels: dict[str, tuple[str, str | None]] = {}  # asked before the run got going here
         self._ends: dict[str, asyncio.Future[str]] = {}
+        # recovered runs waiting for an answer, not going yet (queued): run id -> (job, step); listed in `room`
+        self._recovered: dict[str, tuple[Job, str]] = {}
+        self._recording: dict[str, asyncio.Task[None]] = {}  # answers to such runs being recorded, by run id
 
     # -- run controls ----------------------------------------------------------------------------
     def cancel(self, run_id: str, by: str, reason: str | None) -> str:
@@ -389,7 +397,41 @@ class Reactor:
         run = self.active.get(run_id)
         if run is not None and run.cancel is not None:
             return None
-        return self.room.answer(run_id, approved, by, reason)
+        queued = self._recovered.get(run_id) if run is None else None
+        waiting = self.room.waiting.get(run_id)
+        if queued is not None and waiting is not None and self.deps.clock() >= waiting.expires_at:
+            return None  # expired while it queued: it is denied by timeout when it goes on
+        recorded = self.room.answer(run_id, approved, by, reason)
+        if recorded is not None and queued is not None and waiting is not None:
+            task = asyncio.get_running_loop().create_task(self._answer_queued(*queued, waiting))
+            self._recording[run_id] = task  # held until done; the answer's caller awaits `recorded`
+            task.add_done_callback(lambda _: self._recording.pop(run_id, None))
+        return recorded
+
+    def _forget_wait(self, run_id: str) -> None:
+        """A recovered run's question is no longer open here (it goes on, or is closed)."""
+        if self._recovered.pop(run_id, None) is not None:
+            self.room.waiting.pop(run_id, None)
+
+    async def _answer_queued(self, job: Job, step_id: str, waiting: Waiting) -> None:
+        """Record the answer to a recovered run that still queues for a slot: journaled, announced and in its
+        resume state, so that it goes on with it as an answer given before (it is not asked again)."""
+        self._recovered.pop(job.run_id, None)
+        resumed: _Resume = job.extra["resume"]
+        answer = waiting.answer.result()
+        try:
+            journal = await asyncio.to_thread(Journal, self.runs_dir / job.run_id / "journal.jsonl")
+            try:
+                await _Run(self.deps, job, journal, resumed.record, self.store).record_answer(step_id, answer)
+            finally:
+                journal.close()
+            resumed.approvals[step_id]["answer"] = answer
+            waiting.recorded.set_result(True)
+        except Exception:
+            log.exception("answer to queued run %s not recorded", job.run_id)
+        finally:
+            if not waiting.recorded.done():
+                waiting.recorded.set_result(False)
 
     async def run(self, job: Job) -> str:
         """Run `job` to the end; returns the final status (succeeded, failed, timeout, rolled_back,
@@ -421,6 +463,10 @@ class Reactor:
                                                     "cause": job.event.get("id"), "status": "error",
                                                     "reason": f"could not start: {exc}"}, job.event, "error")
             return "error"
+        self._forget_wait(job.run_id)  # from here the run asks itself (and registers its own wait)
+        recording = self._recording.get(job.run_id)
+        if recording is not None:  # answered just before it got its slot: it goes on with that answer
+            await asyncio.shield(recording)
         run = _Run(self.deps, job, journal, record, self.store, self.room)
         pending = self._cancels.pop(job.run_id, None)
         if pending is not None:  # asked before the run got going
@@ -583,7 +629,19 @@ class Reactor:
                 continue
             if job is not None:
                 jobs.append(job)
+                self._list_wait(job)
         return jobs
+
+    def _list_wait(self, job: Job) -> None:
+        """A recovered run waiting for an answer is listed (and can be answered) at once, while it queues."""
+        resumed: _Resume = job.extra["resume"]
+        for step_id, entry in resumed.approvals.items():
+            if "answer" not in entry:
+                event = job.event
+                self.room.waiting[job.run_id] = Waiting(
+                    job.run_id, job.playbook.id, event.get("agent"), event.get("id"), step_id, entry["message"],
+                    entry["requested_at"], entry["expires_at"])
+                self._recovered[job.run_id] = (job, step_id)
 
     def _close_damaged(self, run_id: str, why: str) -> None:
         """End the journal (so the next start does not try again) and mark the record, as far as possible."""
@@ -624,6 +682,7 @@ class Reactor:
     async def abandon(self, job: Job, why: str, resumed: _Resume | None = None) -> str:
         """Close a recovered run that will not continue: failed with `crash_recovery: why`, rolled back."""
         resumed = resumed or job.extra["resume"]
+        self._forget_wait(job.run_id)
         journal = await asyncio.to_thread(Journal, self.runs_dir / job.run_id / "journal.jsonl")  # mkdir, fsync
         run = _Run(self.deps, job, journal, resumed.record, self.store)
         try:
