@@ -47,6 +47,14 @@ class Engine:
         return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
+async def _waiting(data_dir: Path, conf: Path) -> tuple[Engine, str]:
+    """An engine whose run of the `guarded` playbook waits at its approve step."""
+    engine = Engine(data_dir, [_approval_playbook(conf)])
+    run_id = await engine.offer("guarded")
+    await engine.until("reactor.approval_requested", run_id)
+    return engine, run_id
+
+
 def test_a_cancel_and_an_approval_at_once_only_one_wins_and_an_approval_is_recorded_before_its_200(data_dir, tmp_path):
     async def scenario(approve_first: bool) -> None:
         conf = tmp_path / f"agent-{approve_first}.conf"
@@ -79,9 +87,7 @@ def test_an_approval_answers_200_only_after_the_run_recorded_it(data_dir, tmp_pa
     conf.write_text("old\n")
 
     async def scenario() -> None:
-        engine = Engine(data_dir, [_approval_playbook(conf)])
-        run_id = await engine.offer("guarded")
-        await engine.until("reactor.approval_requested", run_id)
+        engine, run_id = await _waiting(data_dir, conf)
         status, body = await engine.controls.answer(run_id, True, "alice", "fine")
         assert (status, body["answer"]) == (200, "approved")
         assert [e["by"] for e in engine.journal(run_id) if e["t"] == "answer"] == ["alice"]
@@ -163,9 +169,7 @@ def test_approvals_queued_cancels_and_refusals_reach_the_engine_log(data_dir, tm
     caplog.set_level(logging.INFO, logger="aios.reactor")
 
     async def scenario() -> None:
-        engine = Engine(data_dir, [_approval_playbook(conf)])
-        run_id = await engine.offer("guarded")
-        await engine.until("reactor.approval_requested", run_id)
+        engine, run_id = await _waiting(data_dir, conf)
         assert (await engine.controls.answer(run_id, False, "alice", "not now"))[0] == 200
         await engine.scheduler.wait_idle()
         assert (await engine.controls.answer(run_id, True, "bob", None))[0] == 409
@@ -267,9 +271,7 @@ def test_a_live_cancel_is_journaled_before_it_acts_and_closes_the_approval(data_
     conf.write_text("old\n")
 
     async def scenario() -> Engine:
-        engine = Engine(data_dir, [_approval_playbook(conf)])
-        run_id = await engine.offer("guarded")
-        await engine.until("reactor.approval_requested", run_id)
+        engine, run_id = await _waiting(data_dir, conf)
         assert (await engine.controls.cancel(run_id, "bob", "no"))[0] == 200
         return engine
 
