@@ -684,6 +684,7 @@ class Engine:
         m.undecided.set(self.decider.undecided)
         m.dispatching.set(self.decider.in_flight)
         m.decision_errors.set(self.decider.errors)
+        m.approval_timer_failures.set(self.reactor.room.timer_failures)
         m.loop_lag.set(self.lag.last)
         m.loop_lag_worst.set(self.lag.worst)
         guards = self.dispatcher

@@ -36,6 +36,8 @@ class Metrics:
         self.undecided = Gauge("aios_events_undecided", "Stored events not yet through the matcher", registry=r)
         self.decision_errors = Gauge("aios_decision_errors", "Events whose observers, match or dispatch raised, "
                                      "since start", registry=r)
+        self.approval_timer_failures = Gauge("aios_approval_timer_failures", "Approval expiry timers that raised "
+                                             "since start (each such run was denied, saying why)", registry=r)
         self.dispatching = Gauge("aios_decisions_dispatching", "Decisions being handed to guards and scheduler",
                                  registry=r)
         self.loop_lag = Gauge("aios_event_loop_lag_seconds", "How late the event loop woke at the last sample",
