@@ -1,4 +1,6 @@
-"""Time to heal, per chaos scenario, over repeated runs: `python bench/chaos.py [--minutes 4] [--seed 5] [--disk-runs 3]`.
+"""Time to heal, per chaos scenario, over repeated runs.
+
+`python bench/chaos.py [--minutes 4] [--seed 5] [--disk-runs 3]`.
 
 A real engine with the demo agent coder (heartbeat 1 s) and the shipped rules, with the minute-long windows
 scaled down as in tests/test_chaos_process.py (score half-life 20 s, degraded below 0.45, restart throttle

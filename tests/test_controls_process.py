@@ -8,7 +8,6 @@ import subprocess
 import time
 
 import psutil
-
 from conftest import CLI, ROOT
 
 RESTART = "restart-down-agent"

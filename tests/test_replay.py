@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
-
 from conftest import make_event, run_cli
+
 from engine.cli import main
 
 RULES = """\
