@@ -58,7 +58,8 @@ class Controls:
         self.clock = clock
         self.max_silences = max_silences
         self.default_silence_s = default_silence_s
-        self._selectors: dict[str, Selector] = {sid: _selector(s) for sid, s in self.state.silences.items()}
+        self._selectors: dict[str, Selector] = {}
+        self._sync_selectors()
         self._open: set[str] = {w.name for w in self.windows if w.open_until(clock()) is not None}
         self._saving = asyncio.Lock()
         self._live: tuple[float, int, dict[str, Any]] = (float("-inf"), -1, {})
@@ -107,10 +108,8 @@ class Controls:
             raise ControlConflict(f"{len(self.state.silences)} silences are held (controls.max_silences); "
                                   "expire some first")
         silence = Silence.from_body(body, id_=self._new_id(), by=by, now=now, default_s=self.default_silence_s)
-        selector = _selector(silence)  # compiled before anything is stored
         await self._change("control.silence_added", {"by": by, "reason": silence.reason, "silence": silence.view(now)},
                            silence.agent if silence.agent and not _is_glob(silence.agent) else None)
-        self._selectors[silence.id] = selector
         return silence
 
     async def expire_silence(self, silence_id: str, by: str, reason: str = "") -> Silence:
