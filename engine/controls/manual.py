@@ -26,7 +26,7 @@ from engine.controls.gate import ControlConflict, Controls
 from engine.controls.model import ControlError, NotFound, checked
 from engine.playbooks.matcher import key_text
 from engine.playbooks.model import Playbook, playbook_from
-from engine.store.reader import read_events
+from engine.store.reader import find_event
 
 MANUAL_RESTART = playbook_from({
     "id": "manual-restart-agent", "on": "control.agent_restart", "priority": "P1", "confidence": 1.0,
@@ -58,26 +58,32 @@ class ManualActions:
         self.submit = submit  # intake of an outside event (validated as one): the stored event
         self.events_dir = events_dir
 
+    def _declared(self, name: str) -> None:
+        if name not in self.declared():
+            raise NotFound(f"no declared agent {name!r} (agents in aios.yaml)")
+
+    async def _restart(self, name: str, cause: dict[str, Any], by: str) -> dict[str, Any]:
+        """A run of `manual-restart-agent` for `name`, caused by `cause`, through the guards: its decision."""
+        key = (MANUAL_RESTART.id, orjson.dumps([name]).decode())
+        return await self._dispatch(Job(MANUAL_RESTART, cause, MANUAL_RESTART.priority or "P1", key,
+                                        extra={"by": by}))
+
     async def restart_agent(self, name: str, body: Any, by: str) -> dict[str, Any]:
         """Queue a manual restart of `name`; the decision (queued, or set aside with the guard's reason)."""
         reason = checked("reason", body).get("reason", "restart by hand")
-        if name not in self.declared():
-            raise NotFound(f"no declared agent {name!r} (agents in aios.yaml)")
+        self._declared(name)
         stopped = self.controls.state.stopped.get(name)
         if stopped is not None:
             raise ControlConflict(f"{name} was stopped by {stopped.by} ({stopped.reason}): "
                                   f"use agent start {name}")
         cause = await self.controls.audit("control.agent_restart", {"by": by, "reason": reason, "agent": name}, name)
-        key = (MANUAL_RESTART.id, orjson.dumps([name]).decode())
-        return await self._dispatch(Job(MANUAL_RESTART, cause, MANUAL_RESTART.priority or "P1", key,
-                                        extra={"by": by}))
+        return await self._restart(name, cause, by)
 
     async def stop_agent(self, name: str, body: Any, by: str) -> dict[str, Any]:
         """Stop `name` and keep it stopped (across engine restarts) until `start_agent`: no playbook restarts it
         meanwhile (its decisions are set aside with `stopped:<name>`)."""
         reason = checked("reset", body)["reason"]
-        if name not in self.declared():
-            raise NotFound(f"no declared agent {name!r} (agents in aios.yaml)")
+        self._declared(name)
         if name in self.controls.state.stopped:
             raise ControlConflict(f"{name} is already stopped")
         hold = await self.controls.stop_agent(name, reason, by)
@@ -87,13 +93,10 @@ class ManualActions:
         """Start a stopped agent: the hold ends, then a run of `manual-restart-agent` starts it and waits for its
         heartbeat, through the guards like `restart_agent`."""
         reason = checked("reason", body).get("reason", "start by hand")
-        if name not in self.declared():
-            raise NotFound(f"no declared agent {name!r} (agents in aios.yaml)")
+        self._declared(name)
         cause = await self.controls.start_agent(name, reason, by)
         self.agents.release(name)
-        key = (MANUAL_RESTART.id, orjson.dumps([name]).decode())
-        return await self._dispatch(Job(MANUAL_RESTART, cause, MANUAL_RESTART.priority or "P1", key,
-                                        extra={"by": by}))
+        return await self._restart(name, cause, by)
 
     async def trigger(self, playbook_id: str, body: Any, by: str) -> dict[str, Any]:
         """Run `playbook_id` now for a stored event (`event`) or for new `fields`; its decision."""
@@ -104,7 +107,7 @@ class ManualActions:
         if ("event" in body) == ("fields" in body):
             raise ControlError("give event (a stored event's id) or fields (a new event), one of them", "")
         if "event" in body:
-            cause = await asyncio.to_thread(self._stored, body["event"])
+            cause = await self._stored(body["event"])
         else:
             cause = await self.submit(body["fields"])
         await self.controls.audit("control.triggered", {"by": by, "reason": body["reason"], "playbook": playbook_id,
@@ -113,11 +116,11 @@ class ManualActions:
                   (playbook.id, key_text(playbook, cause)), extra={"by": by})
         return await self._dispatch(job)
 
-    def _stored(self, event_id: str) -> dict[str, Any]:
-        for event in read_events(self.events_dir):
-            if event.get("id") == event_id:
-                return event
-        raise NotFound(f"no stored event {event_id}", "/event")
+    async def _stored(self, event_id: str) -> dict[str, Any]:
+        event = await asyncio.to_thread(find_event, self.events_dir, event_id)
+        if event is None:
+            raise NotFound(f"no stored event {event_id}", "/event")
+        return event
 
     async def _dispatch(self, job: Job) -> dict[str, Any]:
         outcome = await self.dispatcher.dispatch_job(job)

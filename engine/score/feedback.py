@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.events import EventError, parse_ts
 from engine.score.labels import label_record
-from engine.store.reader import EventFilter, read_events, read_last
+from engine.store.reader import EventFilter, find_event, read_last
 
 
 class FeedbackError(ValueError):
@@ -43,11 +43,11 @@ def feedback_label(events_dir: Path, body: Any, now: float) -> dict[str, Any]:
 def _of_event(events_dir: Path, event_id: Any, label: bool, now: float) -> dict[str, Any]:
     if not isinstance(event_id, str) or not event_id:
         raise FeedbackError("event must be the id of a score.degraded event", "/event")
-    for event in read_events(events_dir, types=("score.degraded",)):
-        if event.get("id") == event_id:
-            return label_record(agent=str(event.get("agent")), at=parse_ts(event["ts"]).timestamp(), label=label,
-                                source="operator", components=_components(event), event=event_id, now=now)
-    raise FeedbackError(f"no score.degraded event {event_id} in the store", "/event")
+    event = find_event(events_dir, event_id, types=("score.degraded",))
+    if event is None:
+        raise FeedbackError(f"no score.degraded event {event_id} in the store", "/event")
+    return label_record(agent=str(event.get("agent")), at=parse_ts(event["ts"]).timestamp(), label=label,
+                        source="operator", components=_components(event), event=event_id, now=now)
 
 
 def _of_moment(events_dir: Path, agent: Any, at: Any, label: bool, now: float) -> dict[str, Any]:

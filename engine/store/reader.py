@@ -91,6 +91,12 @@ def read_events(events_dir: str | Path, since: datetime | None = None, until: da
             yield from filter(accept, parse_lines(iter_lines(source), stats))
 
 
+def find_event(events_dir: str | Path, event_id: str, types: Iterable[str] | None = None) -> dict[str, Any] | None:
+    """The stored event with `event_id` (of one of `types`, when given); None when there is none. It reads
+    the store day by day: blocking, call it from a thread in async code."""
+    return next((event for event in read_events(events_dir, types=types) if event.get("id") == event_id), None)
+
+
 def read_last(events_dir: str | Path, count: int, selector: EventFilter | None = None) -> list[dict[str, Any]]:
     """The last `count` matching events (store order), reading days newest first: memory bounded by `count`."""
     selector = selector or EventFilter()
