@@ -158,6 +158,10 @@ class Registry:
     def playbooks(self) -> dict[str, Playbook]:
         return self.index.playbooks
 
+    def playbook(self, playbook_id: str) -> Playbook | None:
+        """The loaded playbook with this id, as of now (the index is replaced on reload)."""
+        return self.index.playbooks.get(playbook_id)
+
     def health(self) -> dict[str, Any]:
         """`ok`, or `degraded` with each rejected file's lint lines and each path that could not be read or
         listed (`unreadable`: path → error); the last good playbooks keep running either way."""

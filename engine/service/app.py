@@ -160,13 +160,13 @@ class Engine:
         self.dispatcher = Dispatcher(emitter=self.emitter, declared=lambda: declared, breaker=breaker, budget=budget,
                                      loop=loop, limiter=AsideLimiter(clock), opens_problem=self.book.opened_by)
         self.manual = ManualActions(dispatcher=self.dispatcher, controls=self.controls, declared=lambda: declared,
-                                    playbooks=lambda pid: self.registry.playbooks.get(pid),
+                                    playbooks=self.registry.playbook,
                                     submit=lambda raw: self.intake.submit_one(raw, external=True),
                                     events_dir=self.events_dir, agents=self.supervisor)
         self.reactor = Reactor(ReactorDeps(
             data_dir=self.data_dir, emit=self.dispatcher.emit_run_event, agents=self.supervisor,
             wait_for=self.watcher.wait_for, compact=self.compact, actions=ACTIONS,
-            playbook=lambda pid: self.registry.playbooks.get(pid), clock=clock, python=sys.executable,
+            playbook=self.registry.playbook, clock=clock, python=sys.executable,
             snapshot_cap_bytes=reactor_cfg["snapshot_cap_mb"] << 20, on_outcome=self.dispatcher.on_outcome))
         self.runs = self.reactor.store  # one view of data/runs for the reactor and the API
         self.scheduler = Scheduler(start=self._start_run, emit=self._on_decision, clock=clock,
@@ -176,7 +176,7 @@ class Engine:
         self.dispatcher.attach(self.scheduler)
         self.reactor.deps.park = self.scheduler.parked  # a run waiting for a person holds no slot
         self.run_controls = RunControls(self.reactor, self.scheduler, self.dispatcher,
-                                        lambda pid: self.registry.playbooks.get(pid), self.dispatcher.emit_run_event)
+                                        self.registry.playbook, self.dispatcher.emit_run_event)
         self.decider = Decider(self.bus.subscribe("engine", "*", policy="lossless"), self.matcher, self._dispatch,
                                (self.watcher.feed, self._observe, self.book.fold, self.inhibitions.observe,
                                 self._score_event),
@@ -208,8 +208,7 @@ class Engine:
         await self.notifier.load()
         self.background.spawn(self.notifier.run(), "notifier")
         outcome = await asyncio.to_thread(self.registry.reload)
-        self.matcher.index = self.registry.index
-        self.inhibitions.set_playbooks(self.registry.playbooks)
+        self._use_rules()
         await self._flush_later()
         log.info("rules loaded", extra={"loaded": len(outcome.loaded), "rejected": list(outcome.rejected)})
         resumable = await self.reactor.recover()
@@ -456,14 +455,18 @@ class Engine:
             if kinds_changed:
                 self.book.set_kinds(self.kinds.kinds)
             if outcome.changed:
-                self.matcher.index = self.registry.index
-                self.inhibitions.set_playbooks(self.registry.playbooks)
+                self._use_rules()
             if outcome.changed or kinds_changed:
                 self.book.rules_changed()
                 log.info("rules reloaded", extra={"loaded": list(outcome.loaded), "rejected": list(outcome.rejected),
                                                   "removed": list(outcome.removed)})
         await self._flush_later()
         return {"loaded": list(outcome.loaded), "rejected": list(outcome.rejected), "removed": list(outcome.removed)}
+
+    def _use_rules(self) -> None:
+        """The registry's playbooks, as loaded now, for the matcher and the inhibitions it asks."""
+        self.matcher.index = self.registry.index
+        self.inhibitions.set_playbooks(self.registry.playbooks)
 
     async def compact(self, dry_run: bool = False) -> dict[str, Any]:
         """Retention now (the `compact` action, `POST /api/compact`, the daily job); `dry_run` only reports."""
