@@ -15,6 +15,7 @@ from aiohttp import web
 from engine.reactor.snapshot import valid_run_id
 from engine.service.actor import actor
 from engine.service.api import ENGINE, _read_body, error, json_response
+from engine.yaml_loader import pointer_join
 
 MAX_REASON = 1000
 SHOWN_ID = 40  # characters of a bad run id echoed back
@@ -38,9 +39,10 @@ async def _fields(request: web.Request, allowed: tuple[str, ...]) -> dict[str, A
     for name, value in fields.items():
         if name not in allowed:
             known = ", ".join(allowed) or "none"
-            return error(400, f"unknown field {name!r} (known: {known})", pointer=f"/{_escape(name)}")
+            return error(400, f"unknown field {name!r} (known: {known})", pointer=pointer_join("", name))
         if not (value is None or isinstance(value, str)) or (isinstance(value, str) and len(value) > MAX_REASON):
-            return error(400, f"{name} must be a string of at most {MAX_REASON} characters", pointer=f"/{name}")
+            return error(400, f"{name} must be a string of at most {MAX_REASON} characters",
+                         pointer=pointer_join("", name))
     return fields
 
 
@@ -53,10 +55,6 @@ async def _asked(request: web.Request, allowed: tuple[str, ...]) -> tuple[str, d
         return error(400, f"not a run id: {shown} (letters, digits, `_` and `-`, at most 64)", pointer="/run_id")
     fields = await _fields(request, allowed)
     return fields if isinstance(fields, web.Response) else (run_id, fields)
-
-
-def _escape(name: str) -> str:
-    return name.replace("~", "~0").replace("/", "~1")
 
 
 async def post_cancel(request: web.Request) -> web.Response:
